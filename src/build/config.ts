@@ -1,0 +1,101 @@
+import { readFileSync } from 'node:fs';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import addFormatsModule from 'ajv-formats';
+import type { ModelConfig } from '../oci/types.js';
+import type { ModelfileSpec } from '../modelfile/index.js';
+import { ModctlError } from '../errors.js';
+
+// ajv-formats is CommonJS; its default export arrives wrapped under ESM interop.
+const addFormats = ((addFormatsModule as any).default ?? addFormatsModule) as (ajv: any) => void;
+
+let validator: ((data: unknown) => boolean) & { errors?: any[] | null };
+
+/** The vendored ModelPack config schema (draft 2020-12), shipped in spec/. */
+export function configSchema(): object {
+  return JSON.parse(readFileSync(new URL('../../../spec/modelpack-config-schema.json', import.meta.url), 'utf8'));
+}
+
+/** Validate a config against the official schema; returns error strings (empty when valid). */
+export function validateConfig(config: unknown): string[] {
+  if (!validator) {
+    const ajv = new Ajv2020({ allErrors: true, strict: false });
+    addFormats(ajv);
+    validator = ajv.compile(configSchema()) as typeof validator;
+  }
+  if (validator(config)) return [];
+  return (validator.errors ?? []).map((e: any) => `${e.instancePath || '/'} ${e.message}${e.params?.additionalProperty ? ` (${e.params.additionalProperty})` : ''}`);
+}
+
+export interface ConfigInputs {
+  spec: ModelfileSpec;
+  diffIds: string[];
+  createdAt?: string;
+  sourceURL?: string;
+  revision?: string;
+  reasoning?: boolean;
+}
+
+function compact<T extends object>(o: T): T {
+  const out: any = {};
+  for (const [k, v] of Object.entries(o)) {
+    if (v === undefined || v === '' || (Array.isArray(v) && v.length === 0)) continue;
+    if (v && typeof v === 'object' && !Array.isArray(v)) {
+      const c = compact(v);
+      if (Object.keys(c).length === 0) continue;
+      out[k] = c;
+    } else out[k] = v;
+  }
+  return out;
+}
+
+/** Build the config object. Keys are inserted in a fixed order so identical inputs serialise identically. */
+export function buildConfig(inp: ConfigInputs): ModelConfig {
+  const s = inp.spec;
+  const caps = s.capabilities ?? {};
+  const descriptor = compact({
+    createdAt: inp.createdAt,
+    authors: s.authors,
+    family: s.family,
+    name: s.name,
+    docURL: s.docURL,
+    sourceURL: inp.sourceURL ?? s.sourceURL,
+    datasetsURL: s.datasetsURL,
+    version: s.version,
+    revision: inp.revision ?? s.revision,
+    vendor: s.vendor,
+    licenses: s.licenses,
+    title: s.title,
+    description: s.description,
+  });
+  const config = compact({
+    architecture: s.arch,
+    format: s.format,
+    paramSize: s.paramSize,
+    precision: s.precision,
+    quantization: s.quantization,
+    capabilities: compact({
+      inputTypes: caps.inputTypes,
+      outputTypes: caps.outputTypes,
+      knowledgeCutoff: caps.knowledgeCutoff,
+      reasoning: inp.reasoning ? true : caps.reasoning,
+      toolUsage: caps.toolUsage,
+      reward: caps.reward,
+      languages: caps.languages,
+    }),
+  });
+  // modctl marshals descriptor, modelfs, config in that order.
+  return { descriptor, modelfs: { type: 'layers', diffIds: inp.diffIds }, config } as ModelConfig;
+}
+
+export function serializeConfig(config: ModelConfig): Buffer {
+  return Buffer.from(JSON.stringify(config));
+}
+
+export function assertValidConfig(config: ModelConfig): void {
+  const errs = validateConfig(config);
+  if (errs.length) {
+    throw new ModctlError('E_CONFIG_INVALID', `the model config does not pass the ModelPack schema: ${errs.join('; ')}`, {
+      hint: config.modelfs.diffIds.length === 0 ? 'the Modelfile selects no files; add at least one MODEL, CONFIG, CODE, DOC or DATASET line' : 'check the Modelfile values',
+    });
+  }
+}

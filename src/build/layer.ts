@@ -1,0 +1,172 @@
+import { createReadStream, createWriteStream, promises as fsp, type Stats } from 'node:fs';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import tar from 'tar-stream';
+import { HashingStream } from '../oci/digest.js';
+import { ANN_TITLE, annotationKeys, layerMediaType, type IdFamily, type LayerKind } from '../oci/media-types.js';
+import type { Descriptor, FileMetadata } from '../oci/types.js';
+import type { LocalStore } from '../content/local-store.js';
+import type { FileKind } from '../modelfile/index.js';
+import type { SourceEntry } from './sources.js';
+import { cmpBytes } from './sources.js';
+import { throwIfAborted } from '../errors.js';
+
+export function layerKindOf(kind: FileKind): LayerKind {
+  switch (kind) {
+    case 'config':
+      return 'weight.config';
+    case 'model':
+      return 'weight';
+    default:
+      return kind;
+  }
+}
+
+/** Permission bits normalised the way the spec's reproducibility guidance asks: 0755 if any x bit, else 0644. */
+export function normalMode(mode: number, isDir: boolean): number {
+  if (isDir) return 0o755;
+  return mode & 0o111 ? 0o755 : 0o644;
+}
+
+export function rfc3339Seconds(d: Date): string {
+  return d.toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+export interface LayerOptions {
+  family: IdFamily;
+  raw: boolean;
+  /** Fixed mtime (SOURCE_DATE_EPOCH), seconds; otherwise the file's own mtime is used. */
+  sourceDateEpoch?: number;
+}
+
+export function fileMetadata(entry: SourceEntry, opts: LayerOptions): FileMetadata {
+  const mtime = opts.sourceDateEpoch !== undefined ? new Date(opts.sourceDateEpoch * 1000) : new Date(Math.floor(entry.stat.mtimeMs / 1000) * 1000);
+  return {
+    name: path.posix.basename(entry.relPath),
+    mode: entry.isDir ? 0o755 : entry.stat.mode & 0o777,
+    uid: 0,
+    gid: 0,
+    size: entry.isDir ? 0 : entry.stat.size,
+    mtime: rfc3339Seconds(mtime),
+    typeflag: entry.isDir ? 5 : 0,
+  };
+}
+
+export function layerDescriptor(entry: SourceEntry, blob: { digest: string; size: number }, opts: LayerOptions): Descriptor {
+  const keys = annotationKeys(opts.family);
+  const encoding = opts.raw && !entry.isDir ? 'raw' : 'tar';
+  return {
+    mediaType: layerMediaType(layerKindOf(entry.kind), encoding, opts.family),
+    digest: blob.digest,
+    size: blob.size,
+    annotations: {
+      [keys.filepath]: entry.relPath,
+      [keys.fileMetadata]: JSON.stringify(fileMetadata(entry, opts)),
+      [ANN_TITLE]: entry.relPath,
+    },
+  };
+}
+
+interface TarItem {
+  rel: string;
+  abs: string;
+  stat: Stats;
+  isDir: boolean;
+}
+
+/** All entries of a directory layer, sorted bytewise, symlinks followed only inside `root`. */
+async function collectTree(entry: SourceEntry, contextReal: string): Promise<TarItem[]> {
+  const items: TarItem[] = [{ rel: entry.relPath, abs: entry.absPath, stat: entry.stat, isDir: true }];
+  const visit = async (abs: string, rel: string, seen: Set<string>): Promise<void> => {
+    const names = (await fsp.readdir(abs)).sort(cmpBytes);
+    for (const name of names) {
+      const a = path.join(abs, name);
+      const r = `${rel}/${name}`;
+      let st = await fsp.lstat(a);
+      let real = a;
+      if (st.isSymbolicLink()) {
+        try {
+          real = await fsp.realpath(a);
+        } catch {
+          continue;
+        }
+        const rr = path.relative(contextReal, real);
+        if (rr.startsWith('..') || path.isAbsolute(rr)) continue;
+        st = await fsp.stat(real);
+      }
+      if (st.isDirectory()) {
+        if (seen.has(real)) continue;
+        items.push({ rel: r, abs: real, stat: st, isDir: true });
+        await visit(real, r, new Set([...seen, real]));
+      } else if (st.isFile()) {
+        items.push({ rel: r, abs: real, stat: st, isDir: false });
+      }
+    }
+  };
+  await visit(entry.absPath, entry.relPath, new Set([entry.absPath]));
+  items.sort((a, b) => cmpBytes(a.rel, b.rel));
+  return items;
+}
+
+/**
+ * Deterministic tar layer of a file or a directory tree: sorted entries, uid/gid 0, empty user/group names, mode from
+ * the file (normalised), mtime from the file or SOURCE_DATE_EPOCH, PAX headers where ustar cannot hold a field.
+ * Written to a temp file in the store while hashed, then renamed into place.
+ */
+export async function writeTarLayer(
+  store: LocalStore,
+  entry: SourceEntry,
+  contextReal: string,
+  opts: LayerOptions,
+  onBytes: (n: number) => void,
+  signal?: AbortSignal,
+): Promise<{ digest: string; size: number }> {
+  const items = entry.isDir ? await collectTree(entry, contextReal) : [{ rel: entry.relPath, abs: entry.absPath, stat: entry.stat, isDir: false }];
+  const pack = tar.pack();
+  const hasher = new HashingStream();
+  const tmp = store.tempPath('tar');
+  const done = pipeline(pack, hasher, createWriteStream(tmp, { flags: 'wx', highWaterMark: 1 << 20 }), { signal });
+  const feed = async () => {
+    for (const it of items) {
+      throwIfAborted(signal);
+      const mtime = opts.sourceDateEpoch !== undefined ? new Date(opts.sourceDateEpoch * 1000) : new Date(Math.floor(it.stat.mtimeMs / 1000) * 1000);
+      const header: tar.Header = {
+        name: it.isDir ? `${it.rel}/` : it.rel,
+        type: it.isDir ? 'directory' : 'file',
+        size: it.isDir ? 0 : it.stat.size,
+        mode: normalMode(it.stat.mode, it.isDir),
+        mtime,
+        uid: 0,
+        gid: 0,
+        uname: '',
+        gname: '',
+        linkname: '',
+        devmajor: 0,
+        devminor: 0,
+      };
+      // ustar's size field holds < 8 GiB; above that write a PAX `size` record (tar-stream would fall back to the
+      // GNU base-256 form, which not every reader accepts). The PAX header also carries the path.
+      if (!it.isDir && it.stat.size >= 8 * 1024 ** 3) header.pax = { size: String(it.stat.size) };
+      if (it.isDir) {
+        await new Promise<void>((res, rej) => pack.entry(header, (err) => (err ? rej(err) : res())));
+        continue;
+      }
+      const sink = pack.entry(header);
+      const src = createReadStream(it.abs, { highWaterMark: 1 << 20 });
+      src.on('data', (c: string | Buffer) => onBytes(c.length));
+      await pipeline(src, sink, { signal });
+    }
+    pack.finalize();
+  };
+  try {
+    await Promise.all([feed().catch((e) => {
+      pack.destroy(e);
+      throw e;
+    }), done]);
+    await store.commitTemp(tmp, hasher.digest);
+    return { digest: hasher.digest, size: hasher.size };
+  } catch (e) {
+    await fsp.rm(tmp, { force: true });
+    throw e;
+  }
+}
