@@ -1,0 +1,21 @@
+import type { CommandDefinition } from '../define.js';
+import { buildCommand } from './build.js';
+import { lsCommand } from './ls.js';
+import { inspectCommand } from './inspect.js';
+import { tagCommand } from './tag.js';
+import { rmCommand } from './rm.js';
+import { pruneCommand } from './prune.js';
+import { extractCommand } from './extract.js';
+import { versionCommand } from './version.js';
+
+/** The single ordered list of commands (help lists them in this order). */
+export const COMMANDS: CommandDefinition[] = [
+  buildCommand,
+  extractCommand,
+  inspectCommand,
+  lsCommand,
+  tagCommand,
+  rmCommand,
+  pruneCommand,
+  versionCommand,
+];
