@@ -26,7 +26,6 @@ export class HashCopyPool {
       const w = new Worker(url);
       w.on('message', (m: any) => this.onMessage(w, m));
       w.on('error', (e) => this.failAll(e));
-      w.unref();
       this.workers.push(w);
       this.idle.push(w);
     }
