@@ -1,3 +1,4 @@
+import os from 'node:os';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { parseModelfile, renderModelfile, type ModelfileSpec } from '../modelfile/index.js';
@@ -110,7 +111,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     let blob: { digest: string; size: number };
     let reused = false;
     if (raw) {
-      pool ??= new HashCopyPool(Math.min(concurrency, 4));
+      pool ??= new HashCopyPool(Math.min(concurrency, Math.max(1, os.availableParallelism())));
       const tmp = store.tempPath('layer');
       try {
         blob = await pool.copy(e.absPath, tmp, (n) => progress({ type: 'advance', id, bytes: n }), signal);
@@ -144,7 +145,10 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   await cache.save().catch((e) => warn(`could not save the build digest cache: ${(e as Error).message}`));
 
   let gitSrc: { sourceURL?: string; revision?: string } = {};
-  if (opts.sourceURL === undefined && opts.sourceRevision === undefined) gitSrc = await detectGitSource(ctxReal);
+  // Precedence: command-line flag, then the Modelfile (SOURCEURL/REVISION), then git detection of the context.
+  const sourceURL = opts.sourceURL ?? spec.sourceURL;
+  const revision = opts.sourceRevision ?? spec.revision;
+  if (sourceURL === undefined && revision === undefined) gitSrc = await detectGitSource(ctxReal);
 
   let createdAt: string | undefined;
   if (!opts.noCreationTime) {
@@ -154,8 +158,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     spec,
     diffIds: built.map((b) => b.desc.digest),
     createdAt,
-    sourceURL: opts.sourceURL ?? gitSrc.sourceURL,
-    revision: opts.sourceRevision ?? gitSrc.revision,
+    sourceURL: sourceURL ?? gitSrc.sourceURL,
+    revision: revision ?? gitSrc.revision,
     reasoning: opts.reasoning,
   });
   assertValidConfig(config);

@@ -1,7 +1,7 @@
 /**
  * Worker thread that copies one file into the store while hashing it: a single read of the source, hashing done off
  * the main thread so several files proceed in parallel on separate cores. Synchronous IO is deliberate here: the
- * worker has nothing else to do, and large (8 MiB) reads keep syscalls few.
+ * worker has nothing else to do, and 1 MiB reads keep the buffer cache-resident.
  */
 import { parentPort } from 'node:worker_threads';
 import { createHash } from 'node:crypto';
@@ -13,7 +13,8 @@ interface Job {
   dst: string;
 }
 
-const BUF = Buffer.allocUnsafe(8 << 20);
+// 1 MiB measured faster than 8 MiB here (the buffer stays in cache between read, hash and write).
+const BUF = Buffer.allocUnsafe(1 << 20);
 
 parentPort!.on('message', (job: Job) => {
   let inFd = -1;
