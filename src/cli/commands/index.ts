@@ -7,15 +7,23 @@ import { rmCommand } from './rm.js';
 import { pruneCommand } from './prune.js';
 import { extractCommand } from './extract.js';
 import { versionCommand } from './version.js';
+import { pushCommand } from './push.js';
+import { pullCommand } from './pull.js';
+import { loginCommand } from './login.js';
+import { logoutCommand } from './logout.js';
 
 /** The single ordered list of commands (help lists them in this order). */
 export const COMMANDS: CommandDefinition[] = [
   buildCommand,
+  pushCommand,
+  pullCommand,
   extractCommand,
   inspectCommand,
   lsCommand,
   tagCommand,
   rmCommand,
   pruneCommand,
+  loginCommand,
+  logoutCommand,
   versionCommand,
 ];

@@ -4,6 +4,10 @@ import { loadArtifact } from '../../content/artifact.js';
 import { layerFilepath, parseLayerMediaType } from '../../oci/media-types.js';
 import type { Manifest, Index } from '../../oci/types.js';
 import { ModctlError } from '../../errors.js';
+import { addRemoteFlags, remoteOptions } from '../remote-flags.js';
+import { fetchBlobBytes, fetchManifest } from '../../remote/index.js';
+import { formatReference, parseReference } from '../../oci/reference.js';
+import { parseManifestJson, isIndex } from '../../content/artifact.js';
 
 export interface InspectSummary {
   Reference: string;
@@ -78,13 +82,17 @@ export const inspectCommand: CommandDefinition = {
   name: 'inspect',
   summary: 'show an artifact: summary, raw config (--config) or raw manifest (--manifest)',
   configure(cmd) {
-    cmd
-      .argument('<ref>', 'reference in the local store (or name@sha256:… / sha256:…)')
-      .option('--config', 'print the raw config blob')
-      .option('--manifest', 'print the raw manifest');
+    addRemoteFlags(
+      cmd
+        .argument('<ref>', 'reference in the local store (or name@sha256:… / sha256:…)')
+        .option('--config', 'print the raw config blob')
+        .option('--manifest', 'print the raw manifest')
+        .option('--remote', 'read the manifest and config from the registry (no layers are downloaded)'),
+    );
   },
   async run(args, opts, ctx) {
     if (opts.config && opts.manifest) throw new ModctlError('E_USAGE', '--config and --manifest cannot be combined', { exitCode: 2 });
+    if (opts.remote) return inspectRemote(args[0], opts, ctx);
     const store = await ctx.store();
     const a = await loadArtifact(store, args[0]);
     if (opts.manifest) return { raw: a.manifestBytes.toString('utf8').endsWith('\n') ? a.manifestBytes : Buffer.concat([a.manifestBytes, Buffer.from('\n')]) };
@@ -105,3 +113,26 @@ export const inspectCommand: CommandDefinition = {
     return { json: s, text: summaryText(s) };
   },
 };
+
+async function inspectRemote(input: string, opts: Record<string, any>, ctx: Parameters<CommandDefinition['run']>[2]) {
+  const ref = parseReference(input);
+  const ro = remoteOptions(opts, ctx);
+  const m = await fetchManifest(ref, ro);
+  const name = formatReference(ref);
+  if (opts.manifest) return { raw: Buffer.concat([m.bytes, Buffer.from('\n')]) };
+  const parsed = parseManifestJson(m.bytes, `manifest of ${name}`);
+  if (isIndex(parsed)) {
+    if (opts.config) throw new ModctlError('E_IS_INDEX', `${input} is an image index; it has no config`);
+    return { json: { Reference: name, Digest: m.descriptor.digest, Index: parsed }, text: indexText(name, m.descriptor.digest, parsed) };
+  }
+  const configBytes = await fetchBlobBytes(ref, parsed.config, ro);
+  if (opts.config) return { raw: Buffer.concat([configBytes, Buffer.from('\n')]) };
+  let config: any;
+  try {
+    config = JSON.parse(configBytes.toString('utf8'));
+  } catch {
+    config = undefined;
+  }
+  const s = summarize(name, m.descriptor.digest, m.bytes.length, parsed, config);
+  return { json: s, text: summaryText(s) };
+}
