@@ -1,0 +1,298 @@
+/**
+ * Resumable, verified blob download into the local store (registry-client.md §4):
+ * - bytes land in `store.partialPath(digest)`; an existing partial is re-hashed, then `Range: bytes=<have>-` is sent;
+ *   only a 206 whose Content-Range starts at <have> continues it, a 200 restarts from 0 (truncate);
+ * - size and digest are enforced while streaming (overlong bodies fail at once); mismatching content is deleted and
+ *   never committed; the file is fsynced before `store.commitTemp()` renames it into place;
+ * - throughput: 1 MiB socket reads coalesced into a fixed set of 1 MiB buffers per blob, written with positional
+ *   writes (several in flight) and hashed in order on whole buffers (inline, or in a worker when enabled); memory
+ *   does not grow with blob size.
+ */
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { AbortedError, DigestMismatchError, ModctlError, RegistryError, SizeMismatchError, isAbortError } from '../errors.js';
+import { digestAlgorithm, isDigest } from '../oci/digest.js';
+import type { Descriptor } from '../oci/types.js';
+import type { LocalStore } from '../content/local-store.js';
+import type { ProgressFn } from '../util/progress.js';
+import { RegistryStatusError, shortDigest } from './errors.js';
+import { discard, headerValue } from './http.js';
+import { HashPool, InlineHasher, type Hasher } from './hasher.js';
+import { parseContentRange } from './range.js';
+import { retryDecision, sleep, type RetryDecision } from './retry.js';
+import type { RegistryClient } from './repository.js';
+
+const BUF = 1 << 20;
+/** Below this size hashing inline costs less than a round trip to the worker. */
+const WORKER_HASH_MIN = 16 * 1024 * 1024;
+
+export interface DownloadOptions {
+  signal?: AbortSignal;
+  onProgress?: ProgressFn;
+  hashPool?: HashPool;
+}
+
+export function assertBlobDescriptor(d: Descriptor, registry: string): void {
+  if (!isDigest(d.digest)) {
+    throw new RegistryError(registry, 'pull', `unsupported or invalid digest ${JSON.stringify(d.digest)} in the manifest`, {
+      hint: 'only sha256 and sha512 content can be verified',
+    });
+  }
+  if (!Number.isSafeInteger(d.size) || d.size < 0) throw new RegistryError(registry, 'pull', `invalid size ${d.size} for ${d.digest}`);
+}
+
+/** Download one blob into the store; returns bytes transferred over the network. */
+export async function downloadBlob(client: RegistryClient, store: LocalStore, repo: string, desc: Descriptor, opts: DownloadOptions = {}): Promise<{ bytesDownloaded: number }> {
+  assertBlobDescriptor(desc, client.registry);
+  const signal = opts.signal ?? client.signal;
+  const partial = store.partialPath(desc.digest);
+  await fsp.mkdir(path.dirname(partial), { recursive: true });
+  const alg = digestAlgorithm(desc.digest);
+  const size = desc.size;
+  let bytesDownloaded = 0;
+  let reported = 0;
+  const progressTo = (pos: number) => {
+    if (pos > reported) {
+      opts.onProgress?.({ type: 'advance', id: desc.digest, bytes: pos - reported });
+      reported = pos;
+    }
+  };
+  const newHasher = (): Hasher => (opts.hashPool && size >= WORKER_HASH_MIN ? opts.hashPool.create(alg) : new InlineHasher(alg));
+  // (inline hashing on 1 MiB buffers is the default; see copy.ts for why the worker is opt-in)
+
+  const once = async (): Promise<void> => {
+    let have = 0;
+    try {
+      have = (await fsp.stat(partial)).size;
+    } catch {
+      have = 0;
+    }
+    if (have > size) {
+      await fsp.rm(partial, { force: true });
+      have = 0;
+    }
+    let hasher = newHasher();
+    try {
+      if (have > 0) await rehash(partial, have, hasher);
+      if (have > 0 && have === size) {
+        const d = await hasher.digest();
+        if (d === desc.digest) {
+          await fsyncFile(partial);
+          await store.commitTemp(partial, desc.digest);
+          progressTo(size);
+          return;
+        }
+        await fsp.rm(partial, { force: true });
+        have = 0;
+        hasher = newHasher();
+      }
+      progressTo(have);
+      let res;
+      try {
+        res = await client.getBlob(repo, desc.digest, { offset: have, signal });
+      } catch (e) {
+        if (have > 0 && e instanceof RegistryError && e.status === 416) {
+          // The registry says our partial is at or beyond its end: it cannot be a prefix of this blob. Start over.
+          await fsp.rm(partial, { force: true });
+          hasher.abort();
+          hasher = newHasher();
+          have = 0;
+          res = await client.getBlob(repo, desc.digest, { offset: 0, signal });
+        } else throw e;
+      }
+      let start = have;
+      if (have > 0) {
+        if (res.status === 206) {
+          const cr = parseContentRange(headerValue(res.headers, 'content-range'));
+          if (!cr || cr.start !== have || (cr.total !== undefined && cr.total !== size)) {
+            // Not the range we asked for: start clean rather than guess.
+            await discard(res);
+            hasher.abort();
+            hasher = newHasher();
+            await fsp.rm(partial, { force: true });
+            start = 0;
+            res = await client.getBlob(repo, desc.digest, { offset: 0, signal });
+          }
+        } else {
+          // 200: the server ignored Range; the body is the whole blob.
+          hasher.abort();
+          hasher = newHasher();
+          start = 0;
+        }
+      }
+      if (start === 0 && res.status === 206) {
+        await discard(res);
+        throw new RegistryError(client.registry, `pull blob ${shortDigest(desc.digest)}`, 'the registry answered 206 Partial Content to a full request');
+      }
+      const total = await writeBody(res.body, partial, start, size, hasher, (n) => {
+        bytesDownloaded += n;
+      }, progressTo);
+      if (total !== size) {
+        await fsp.rm(partial, { force: true });
+        throw new SizeMismatchError(size, total, `blob ${desc.digest}`);
+      }
+      const actual = await hasher.digest();
+      if (actual !== desc.digest) {
+        await fsp.rm(partial, { force: true });
+        throw new DigestMismatchError(desc.digest, actual, 'blob');
+      }
+      await store.commitTemp(partial, desc.digest);
+    } catch (e) {
+      hasher.abort();
+      if (e instanceof SizeMismatchError || e instanceof DigestMismatchError) await fsp.rm(partial, { force: true });
+      throw e;
+    }
+  };
+
+  const decide = (attempt: number, e: unknown): RetryDecision => {
+    if (e instanceof RegistryStatusError && e.status !== undefined) {
+      const ra = e.retryAfterMs !== undefined ? String(Math.ceil(e.retryAfterMs / 1000)) : undefined;
+      return retryDecision(client.policy, attempt, { status: e.status, retryAfter: ra });
+    }
+    if (e instanceof ModctlError && !(e instanceof RegistryError && e.code === 'E_REGISTRY_UNREACHABLE')) return { retry: false, reason: 'final' };
+    return retryDecision(client.policy, attempt, { error: e });
+  };
+
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await once();
+      return { bytesDownloaded };
+    } catch (e) {
+      if (signal?.aborted || isAbortError(e)) throw new AbortedError();
+      const d = decide(attempt, e);
+      if (!d.retry) throw e;
+      // The partial file stays: the next attempt re-hashes it and resumes with Range.
+      await sleep(d.delayMs, signal);
+    }
+  }
+}
+
+async function rehash(file: string, have: number, hasher: Hasher): Promise<void> {
+  const fh = await fsp.open(file, 'r');
+  try {
+    let pos = 0;
+    let buf: Buffer = Buffer.allocUnsafeSlow(Math.min(BUF, have));
+    while (pos < have) {
+      const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, have - pos), pos);
+      if (bytesRead <= 0) throw new Error(`partial file ${file} shrank while reading`);
+      buf = await hasher.update(buf, bytesRead);
+      pos += bytesRead;
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
+async function fsyncFile(file: string): Promise<void> {
+  const fh = await fsp.open(file, 'r+');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Buffers per blob in flight: one filling, the others being written or hashed. */
+const BUFFERS_PER_BLOB = 4;
+
+/**
+ * Stream `body` into `file` from byte `start` (truncating there). Socket chunks are coalesced into a small fixed
+ * set of 1 MiB buffers; each full buffer is written (positional write, several in flight) and then hashed in order;
+ * the hasher hands the buffer back for reuse. Fails as soon as more than `size` bytes arrive. Returns the final length.
+ */
+async function writeBody(
+  body: Readable,
+  file: string,
+  start: number,
+  size: number,
+  hasher: Hasher,
+  onNetwork: (n: number) => void,
+  progressTo: (pos: number) => void,
+): Promise<number> {
+  const fh = await fsp.open(file, start === 0 ? 'w' : 'r+');
+  let pos = start;
+  let failure: unknown;
+  const free: Buffer[] = [];
+  let allocated = 0;
+  let wake: (() => void) | undefined;
+  let hashChain: Promise<void> = Promise.resolve();
+  const takeBuffer = async (): Promise<Buffer> => {
+    for (;;) {
+      if (failure) throw failure;
+      const b = free.pop();
+      if (b) return b;
+      if (allocated < BUFFERS_PER_BLOB) {
+        allocated++;
+        return Buffer.allocUnsafeSlow(BUF);
+      }
+      await new Promise<void>((r) => (wake = r));
+    }
+  };
+  const release = (b: Buffer) => {
+    free.push(b);
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  const fail = (e: unknown) => {
+    failure ??= e;
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  const flush = (buf: Buffer, len: number) => {
+    const at = pos;
+    pos += len;
+    if (pos > size) throw new SizeMismatchError(size, pos, 'blob');
+    const written = (async () => {
+      let off = 0;
+      while (off < len) {
+        const { bytesWritten } = await fh.write(buf, off, len - off, at + off);
+        off += bytesWritten;
+      }
+    })();
+    written.catch(() => {}); // observed through hashChain
+    // Hash strictly in order, and only after the bytes are on their way to disk (the buffer may be transferred).
+    hashChain = hashChain
+      .then(() => written)
+      .then(() => hasher.update(buf, len))
+      .then((back) => {
+        progressTo(at + len);
+        release(back.length === BUF ? back : Buffer.allocUnsafeSlow(BUF));
+      })
+      .catch(fail);
+  };
+  try {
+    if (start > 0) await fh.truncate(start);
+    let buf = await takeBuffer();
+    let fill = 0;
+    for await (const c of body) {
+      const chunk = c as Buffer;
+      onNetwork(chunk.length);
+      let off = 0;
+      while (off < chunk.length) {
+        const n = Math.min(BUF - fill, chunk.length - off);
+        chunk.copy(buf, fill, off, off + n);
+        fill += n;
+        off += n;
+        if (fill === BUF) {
+          flush(buf, fill);
+          buf = await takeBuffer();
+          fill = 0;
+        }
+      }
+    }
+    if (fill > 0) flush(buf, fill);
+    await hashChain;
+    if (failure) throw failure;
+    await fh.sync();
+    return pos;
+  } catch (e) {
+    body.destroy();
+    await hashChain.catch(() => {});
+    throw e;
+  } finally {
+    await fh.close();
+  }
+}

@@ -1,0 +1,528 @@
+/**
+ * RegistryClient: one registry, one dispatcher, one authenticator with its token cache. Every request goes through
+ * `request()`, which layers auth (attach → 401 → challenge → token → replay, at most two rounds) over retry (pure
+ * policy from retry.ts; bodies come from factories so a replay reopens the file) over `send()` from http.ts.
+ * Registry credentials are attached only to requests for the registry's own origin.
+ */
+import type { Readable } from 'node:stream';
+import type { Dispatcher } from 'undici';
+import { AbortedError, AuthError, DigestMismatchError, RegistryError, throwIfAborted } from '../errors.js';
+import { digestAlgorithm, digestOf, isDigest } from '../oci/digest.js';
+import { MANIFEST_MEDIA_TYPES, MT_OCI_INDEX, MT_OCI_MANIFEST, MT_DOCKER_LIST, MT_DOCKER_MANIFEST } from '../oci/media-types.js';
+import { registryHost } from '../oci/reference.js';
+import { MAX_MANIFEST_BYTES, type Descriptor } from '../oci/types.js';
+import { Authenticator } from './auth/client.js';
+import { getCredentials, type Credentials } from './auth/credentials.js';
+import { mergeScopes, repositoryScope } from './auth/scope.js';
+import { errorFromNetwork, errorFromResponse, shortDigest } from './errors.js';
+import { discard, headerValue, headerValues, mediaTypeOf, readCapped, send, TooManyRedirectsError, type HttpResponse } from './http.js';
+import { redactText } from './redact.js';
+import { retryDecision, retryPolicyFromEnv, sleep, type RetryPolicy } from './retry.js';
+import { createDispatcher, defaultUserAgent } from './transport.js';
+import { parseLinkNext, resolveLocation, sameOrigin } from './url.js';
+import { uploadBlob, type UploadOptions, type UploadResult } from './upload.js';
+
+export interface RemoteOptions {
+  plainHttp?: boolean;
+  insecure?: boolean;
+  caFile?: string;
+  /** DOCKER_CONFIG, HOME, PATH (credential helpers), HTTPS_PROXY/HTTP_PROXY/NO_PROXY, MODCTL_RETRY_BASE_MS. */
+  env?: NodeJS.ProcessEnv;
+  signal?: AbortSignal;
+  /** Registry `Warning` headers (deduplicated) and other non-fatal notices. */
+  onWarning?: (msg: string) => void;
+  /** Injected transport (tests pass a MockAgent or a short keep-alive Agent); never closed by us. */
+  dispatcher?: Dispatcher;
+  /** Default `modctl/<version>`. */
+  userAgent?: string;
+}
+
+export interface ClientOptions extends RemoteOptions {
+  /** Use these credentials instead of the Docker config (login checks them before saving). */
+  credentials?: Credentials;
+  /** Planned parallel transfers (sizes the connection pool). */
+  concurrency?: number;
+}
+
+/** Every manifest type we parse, explicitly: 2.8 answers 404 without the OCI types, even for `*\/*`. */
+export const MANIFEST_ACCEPT = [MT_OCI_MANIFEST, MT_OCI_INDEX, MT_DOCKER_MANIFEST, MT_DOCKER_LIST].join(', ');
+
+export interface RequestSpec {
+  method: string;
+  url: string;
+  /** For messages: "push blob sha256:abcd…". */
+  operation: string;
+  /** Token scopes this request needs (merged with the client's scope hints). */
+  scopes: readonly string[];
+  headers?: Record<string, string>;
+  /** Called once per attempt so a replay gets a fresh stream. */
+  body?: () => Buffer | string | Readable | null;
+  /** Retry network errors and 429/502/503/504 (default true). Uploads with partial-progress semantics opt out. */
+  retry?: boolean;
+  followRedirects?: boolean;
+  highWaterMark?: number;
+  signal?: AbortSignal;
+}
+
+export interface FetchedManifest {
+  descriptor: Descriptor;
+  bytes: Buffer;
+  json: any;
+}
+
+/** Generic media types some proxies put on manifests (Artifactory): not a contradiction of the body's mediaType. */
+const GENERIC_TYPES = new Set(['application/octet-stream', 'binary/octet-stream', 'application/json', 'text/plain']);
+
+export class RegistryClient {
+  readonly registry: string;
+  /** `http(s)://host[:port]` of the registry API. */
+  readonly baseUrl: string;
+  readonly dispatcher: Dispatcher;
+  readonly auth: Authenticator;
+  readonly policy: RetryPolicy;
+  readonly userAgent: string;
+  readonly signal?: AbortSignal;
+  readonly env: NodeJS.ProcessEnv;
+  /** Upload sessions currently open (cancelled on abort). */
+  readonly openUploads = new Set<string>();
+  private readonly ownsDispatcher: boolean;
+  private readonly onWarning?: (msg: string) => void;
+  private readonly warned = new Set<string>();
+  private scopeHints: string[] = [];
+  private pinged?: Promise<void>;
+
+  constructor(registry: string, opts: ClientOptions = {}) {
+    this.registry = registry;
+    this.env = opts.env ?? process.env;
+    this.baseUrl = `${opts.plainHttp ? 'http' : 'https'}://${registryHost(registry)}`;
+    this.ownsDispatcher = !opts.dispatcher;
+    this.dispatcher = opts.dispatcher ?? createDispatcher({ insecure: opts.insecure, caFile: opts.caFile, env: this.env, concurrency: opts.concurrency });
+    this.policy = retryPolicyFromEnv(this.env);
+    this.userAgent = opts.userAgent ?? defaultUserAgent();
+    this.signal = opts.signal;
+    this.onWarning = opts.onWarning;
+    const fixed = opts.credentials;
+    this.auth = new Authenticator({
+      registry,
+      dispatcher: this.dispatcher,
+      userAgent: this.userAgent,
+      credentials: fixed ? async () => fixed : () => getCredentials(registry, this.env),
+      policy: this.policy,
+      signal: opts.signal,
+      registryOrigin: new URL(this.baseUrl).origin,
+    });
+  }
+
+  /** Ask for these scopes on every token (push asks `pull,push` up front; mount adds `pull` on the source). */
+  addScopeHints(...scopes: string[]): void {
+    this.scopeHints = mergeScopes(this.scopeHints, scopes);
+  }
+
+  pullScope(repo: string): string {
+    return repositoryScope(repo, 'pull');
+  }
+  pushScope(repo: string): string {
+    return repositoryScope(repo, 'pull', 'push');
+  }
+
+  blobUrl(repo: string, digest: string): string {
+    return `${this.baseUrl}/v2/${repo}/blobs/${digest}`;
+  }
+  manifestUrl(repo: string, reference: string): string {
+    return `${this.baseUrl}/v2/${repo}/manifests/${reference}`;
+  }
+  uploadsUrl(repo: string): string {
+    return `${this.baseUrl}/v2/${repo}/blobs/uploads/`;
+  }
+
+  /** Close the dispatcher if we created it. Waits at most 2 s for idle sockets, then destroys. */
+  async close(): Promise<void> {
+    if (!this.ownsDispatcher) return;
+    let timer: NodeJS.Timeout | undefined;
+    const closing = this.dispatcher.close().catch(() => {});
+    const timeout = new Promise<'timeout'>((r) => {
+      timer = setTimeout(() => r('timeout'), 2000);
+      timer.unref?.();
+    });
+    if ((await Promise.race([closing, timeout])) === 'timeout') await this.dispatcher.destroy().catch(() => {});
+    clearTimeout(timer);
+  }
+
+  /** `GET /v2/` once per client: learns the auth scheme so later requests carry credentials from the first try. */
+  ping(): Promise<void> {
+    this.pinged ??= (async () => {
+      try {
+        const res = await this.request({ method: 'GET', url: `${this.baseUrl}/v2/`, operation: 'check registry', scopes: [] }, { skipPing: true });
+        if (res.status === 200) this.auth.markOpen();
+        // 401 (no usable credentials) or 404 (API under another prefix): real requests will say what is wrong.
+        await discard(res);
+      } catch (e) {
+        // Some token services refuse a scope-less token yet grant scoped ones: the scheme is learnt, carry on.
+        if (e instanceof AuthError) return;
+        this.pinged = undefined;
+        throw e;
+      }
+    })();
+    return this.pinged;
+  }
+
+  /** GET /v2/ through the full auth flow; throws AuthError unless the registry answers 200. */
+  async checkLogin(): Promise<void> {
+    const res = await this.request({ method: 'GET', url: `${this.baseUrl}/v2/`, operation: 'log in', scopes: [] }, { skipPing: true });
+    if (res.status === 200) {
+      await discard(res);
+      return;
+    }
+    const err = await errorFromResponse(this.registry, 'log in', res, this.auth.secrets);
+    if (res.status === 401 || res.status === 403) {
+      throw new AuthError(this.registry, 'log in', err.message.replace(/^.*?: log in: /, ''), {
+        status: res.status,
+        ociCodes: err.ociCodes,
+        hint: 'check the username and password (or token)',
+      });
+    }
+    throw err;
+  }
+
+  /**
+   * Send with auth and retries; returns the final response (any status) with its body unconsumed.
+   * Network failures that exhaust the policy throw RegistryError; an abort throws AbortedError.
+   */
+  async request(spec: RequestSpec, internal: { skipPing?: boolean } = {}): Promise<HttpResponse> {
+    const signal = spec.signal ?? this.signal;
+    if (!internal.skipPing) await this.ping();
+    let scopes = mergeScopes(this.scopeHints, spec.scopes);
+    let attempt = 0;
+    let authRounds = 0;
+    const origin = new URL(this.baseUrl).origin;
+    for (;;) {
+      if (signal?.aborted) throw new AbortedError();
+      const toRegistry = sameOrigin(spec.url, origin);
+      const authz = toRegistry ? await this.auth.authorization(scopes) : undefined;
+      const headers: Record<string, string> = { 'user-agent': this.userAgent, ...(spec.headers ?? {}) };
+      if (authz) headers.authorization = authz;
+      let res: HttpResponse;
+      try {
+        res = await send(this.dispatcher, {
+          method: spec.method,
+          url: spec.url,
+          headers,
+          body: spec.body ? spec.body() : null,
+          signal,
+          followRedirects: spec.followRedirects,
+          highWaterMark: spec.highWaterMark,
+        });
+      } catch (e) {
+        if (signal?.aborted) throw new AbortedError();
+        if (e instanceof TooManyRedirectsError) throw new RegistryError(this.registry, spec.operation, e.message, { cause: e });
+        attempt++;
+        const d = spec.retry === false ? undefined : retryDecision(this.policy, attempt, { error: e });
+        if (!d?.retry) throw errorFromNetwork(this.registry, spec.operation, e, spec.url);
+        await sleep(d.delayMs, signal);
+        continue;
+      }
+      this.collectWarnings(res);
+      if (res.status === 401 && sameOrigin(res.url, origin) && authRounds < 2) {
+        const next = await this.auth.onUnauthorized(headerValues(res.headers, 'www-authenticate'), scopes, authz);
+        if (next) {
+          await discard(res);
+          authRounds++;
+          scopes = next;
+          continue;
+        }
+        return res;
+      }
+      attempt++;
+      if (spec.retry !== false) {
+        const d = retryDecision(this.policy, attempt, { status: res.status, retryAfter: res.headers['retry-after'] });
+        if (d.retry) {
+          await discard(res);
+          await sleep(d.delayMs, signal);
+          continue;
+        }
+      }
+      return res;
+    }
+  }
+
+  /** Build the error for an unexpected response (consumes up to 8 KiB of the body). */
+  fail(res: HttpResponse, operation: string): Promise<RegistryError> {
+    return errorFromResponse(this.registry, operation, res, this.auth.secrets);
+  }
+
+  private collectWarnings(res: HttpResponse): void {
+    if (!this.onWarning) return;
+    for (const v of headerValues(res.headers, 'warning')) {
+      const re = /(\d{3})\s+\S+\s+"((?:[^"\\]|\\.)*)"/g;
+      let m: RegExpExecArray | null;
+      while ((m = re.exec(v))) {
+        if (m[1] !== '299') continue;
+        const text = redactText(m[2].replace(/\\(.)/g, '$1'), this.auth.secrets).slice(0, 4096);
+        if (this.warned.has(text)) continue;
+        this.warned.add(text);
+        this.onWarning(`${this.registry}: ${text}`);
+      }
+    }
+  }
+
+  // ---- blobs ----
+
+  /** HEAD a blob: its size when present, undefined on 404. */
+  async headBlob(repo: string, digest: string): Promise<{ size: number; digest?: string } | undefined> {
+    const operation = `check blob ${shortDigest(digest)}`;
+    const res = await this.request({ method: 'HEAD', url: this.blobUrl(repo, digest), operation, scopes: [this.pullScope(repo)] });
+    if (res.status === 404) {
+      await discard(res);
+      return undefined;
+    }
+    if (res.status !== 200) throw await this.fail(res, operation);
+    await discard(res);
+    const len = Number(headerValue(res.headers, 'content-length'));
+    return { size: Number.isFinite(len) ? len : -1, digest: headerValue(res.headers, 'docker-content-digest') };
+  }
+
+  /**
+   * GET a blob, following redirects (Authorization dropped off-origin, Range kept). With `offset > 0` a `Range`
+   * is sent; the caller checks 200 vs 206. Returns the raw response (2xx only; errors are thrown).
+   */
+  async getBlob(repo: string, digest: string, opts: { offset?: number; highWaterMark?: number; signal?: AbortSignal } = {}): Promise<HttpResponse> {
+    const operation = `pull blob ${shortDigest(digest)}`;
+    const headers: Record<string, string> = { accept: '*/*' };
+    if (opts.offset && opts.offset > 0) headers.range = `bytes=${opts.offset}-`;
+    const res = await this.request({
+      method: 'GET',
+      url: this.blobUrl(repo, digest),
+      operation,
+      scopes: [this.pullScope(repo)],
+      headers,
+      highWaterMark: opts.highWaterMark ?? 1 << 20,
+      signal: opts.signal,
+    });
+    if (res.status !== 200 && res.status !== 206) throw await this.fail(res, operation);
+    return res;
+  }
+
+  /**
+   * Cross-repository mount (end-11). 201 → mounted. 202 → not mounted, but an upload session was opened: its
+   * Location is returned so the caller continues with it instead of POSTing again.
+   */
+  async mountBlob(repo: string, digest: string, from: string): Promise<{ mounted: true } | { mounted: false; location: string; minChunk?: number }> {
+    const operation = `mount blob ${shortDigest(digest)} from ${from}`;
+    const url = `${this.uploadsUrl(repo)}?mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(from)}`;
+    const res = await this.request({
+      method: 'POST',
+      url,
+      operation,
+      scopes: [this.pushScope(repo), this.pullScope(from)],
+      headers: { 'content-length': '0' },
+    });
+    if (res.status === 201) {
+      await discard(res);
+      return { mounted: true };
+    }
+    if (res.status === 202) {
+      await discard(res);
+      const loc = headerValue(res.headers, 'location');
+      if (!loc) throw new RegistryError(this.registry, operation, 'the registry opened an upload without a Location header');
+      const location = resolveLocation(loc, res.url);
+      this.openUploads.add(location);
+      return { mounted: false, location, minChunk: chunkMin(res) };
+    }
+    throw await this.fail(res, operation);
+  }
+
+  /** POST …/blobs/uploads/ (end-4a): the session Location (resolved) and OCI-Chunk-Min-Length if any. */
+  async startUpload(repo: string, digest: string): Promise<{ location: string; minChunk?: number }> {
+    const operation = `push blob ${shortDigest(digest)}`;
+    const res = await this.request({
+      method: 'POST',
+      url: this.uploadsUrl(repo),
+      operation,
+      scopes: [this.pushScope(repo)],
+      headers: { 'content-length': '0' },
+    });
+    if (res.status !== 202 && res.status !== 201) throw await this.fail(res, operation);
+    await discard(res);
+    const loc = headerValue(res.headers, 'location');
+    if (!loc) throw new RegistryError(this.registry, operation, 'the registry opened an upload without a Location header');
+    const location = resolveLocation(loc, res.url);
+    this.openUploads.add(location);
+    return { location, minChunk: chunkMin(res) };
+  }
+
+  /** DELETE an upload session (end-14); failures are ignored. Uses its own short deadline: it runs after an abort. */
+  async cancelUpload(location: string): Promise<void> {
+    this.openUploads.delete(location);
+    const signal = AbortSignal.timeout(5000);
+    try {
+      const res = await this.request({ method: 'DELETE', url: location, operation: 'cancel upload', scopes: [], retry: false, signal }, { skipPing: true });
+      await discard(res);
+    } catch {
+      /* best effort */
+    }
+  }
+
+  /** Cancel every open upload session (after an abort). */
+  async cancelOpenUploads(): Promise<void> {
+    await Promise.all([...this.openUploads].map((l) => this.cancelUpload(l)));
+  }
+
+  /**
+   * Upload a blob unless the caller already knows it is absent (push does the HEAD). See upload.ts for the styles.
+   * `openStream(offset)` must return the blob's bytes from `offset` (a fresh stream per call).
+   */
+  uploadBlob(repo: string, desc: Descriptor, openStream: (offset: number) => Readable, opts: UploadOptions = {}): Promise<UploadResult> {
+    return uploadBlob(this, repo, desc, openStream, opts);
+  }
+
+  // ---- manifests ----
+
+  /** GET a manifest by tag or digest, verified (digest when asked by digest, DCD when present, media type). */
+  async getManifest(repo: string, reference: string): Promise<FetchedManifest> {
+    const sep = isDigestLike(reference) ? '@' : ':';
+    const operation = `fetch manifest ${repo}${sep}${reference}`;
+    if (sep === '@' && !isDigest(reference)) {
+      throw new RegistryError(this.registry, operation, `unsupported digest algorithm in ${reference}`, { hint: 'only sha256 and sha512 digests can be verified' });
+    }
+    const res = await this.request({
+      method: 'GET',
+      url: this.manifestUrl(repo, reference),
+      operation,
+      scopes: [this.pullScope(repo)],
+      headers: { accept: MANIFEST_ACCEPT },
+    });
+    if (res.status !== 200) throw await this.fail(res, operation);
+    const declared = Number(headerValue(res.headers, 'content-length'));
+    if (Number.isFinite(declared) && declared > MAX_MANIFEST_BYTES) {
+      res.body.destroy();
+      throw new RegistryError(this.registry, operation, `manifest is ${declared} bytes, over the ${MAX_MANIFEST_BYTES}-byte limit`);
+    }
+    const { bytes, truncated } = await readCapped(res.body, MAX_MANIFEST_BYTES);
+    if (truncated) throw new RegistryError(this.registry, operation, `manifest is over the ${MAX_MANIFEST_BYTES}-byte limit`);
+    const alg = isDigest(reference) ? digestAlgorithm(reference) : 'sha256';
+    const digest = digestOf(bytes, alg);
+    if (isDigestLike(reference) && digest !== reference) throw new DigestMismatchError(reference, digest, 'manifest');
+    const dcd = headerValue(res.headers, 'docker-content-digest')?.trim();
+    if (dcd && dcd.split(':')[0] === alg && dcd !== digest) throw new DigestMismatchError(dcd, digest, 'manifest (Docker-Content-Digest)');
+    let json: any;
+    try {
+      json = JSON.parse(bytes.toString('utf8'));
+    } catch {
+      throw new RegistryError(this.registry, operation, 'the manifest is not valid JSON');
+    }
+    if (!json || typeof json !== 'object' || json.schemaVersion !== 2) {
+      throw new RegistryError(this.registry, operation, `unsupported manifest (schemaVersion ${JSON.stringify(json?.schemaVersion)})`, {
+        hint: 'only OCI and Docker schema 2 manifests are supported',
+      });
+    }
+    const ct = mediaTypeOf(headerValue(res.headers, 'content-type'));
+    const bodyType = typeof json.mediaType === 'string' ? json.mediaType : undefined;
+    if (bodyType && ct && !GENERIC_TYPES.has(ct) && ct !== bodyType.toLowerCase()) {
+      throw new RegistryError(this.registry, operation, `Content-Type ${ct} contradicts the manifest's mediaType ${bodyType}`);
+    }
+    let mediaType = bodyType ?? (ct && MANIFEST_MEDIA_TYPES.includes(ct) ? ct : undefined);
+    mediaType ??= Array.isArray(json.manifests) ? MT_OCI_INDEX : json.config ? MT_OCI_MANIFEST : undefined;
+    if (!mediaType || !MANIFEST_MEDIA_TYPES.includes(mediaType)) {
+      throw new RegistryError(this.registry, operation, `unsupported manifest media type ${JSON.stringify(mediaType ?? ct)}`);
+    }
+    const descriptor: Descriptor = { mediaType, digest, size: bytes.length };
+    if (typeof json.artifactType === 'string') descriptor.artifactType = json.artifactType;
+    return { descriptor, bytes, json };
+  }
+
+  /** PUT a manifest (by digest or tag); checks Docker-Content-Digest when present. Returns the digest. */
+  async putManifest(repo: string, reference: string, bytes: Buffer, mediaType: string): Promise<{ digest: string }> {
+    const sep = isDigestLike(reference) ? '@' : ':';
+    const operation = `push manifest ${repo}${sep}${reference}`;
+    const res = await this.request({
+      method: 'PUT',
+      url: this.manifestUrl(repo, reference),
+      operation,
+      scopes: [this.pushScope(repo)],
+      headers: { 'content-type': mediaType, 'content-length': String(bytes.length) },
+      body: () => bytes,
+    });
+    if (res.status < 200 || res.status > 299) throw await this.fail(res, operation);
+    await discard(res);
+    const alg = isDigest(reference) ? digestAlgorithm(reference) : 'sha256';
+    const digest = digestOf(bytes, alg);
+    const dcd = headerValue(res.headers, 'docker-content-digest')?.trim();
+    if (dcd && dcd.split(':')[0] === alg && dcd !== digest) throw new DigestMismatchError(digest, dcd, 'pushed manifest (Docker-Content-Digest)');
+    return { digest };
+  }
+
+  /** HEAD a manifest: its digest (from DCD) when present, undefined on 404. */
+  async headManifest(repo: string, reference: string): Promise<{ digest?: string; size?: number; mediaType?: string } | undefined> {
+    const operation = `check manifest ${repo}:${reference}`;
+    const res = await this.request({
+      method: 'HEAD',
+      url: this.manifestUrl(repo, reference),
+      operation,
+      scopes: [this.pullScope(repo)],
+      headers: { accept: MANIFEST_ACCEPT },
+    });
+    if (res.status === 404) {
+      await discard(res);
+      return undefined;
+    }
+    if (res.status !== 200) throw await this.fail(res, operation);
+    await discard(res);
+    const len = Number(headerValue(res.headers, 'content-length'));
+    return {
+      digest: headerValue(res.headers, 'docker-content-digest'),
+      size: Number.isFinite(len) ? len : undefined,
+      mediaType: mediaTypeOf(headerValue(res.headers, 'content-type')),
+    };
+  }
+
+  // ---- tags ----
+
+  /**
+   * All tags, sorted (ASCII). Follows `Link: <…>; rel="next"` relative to the request URL; stops when there is no
+   * Link or a page adds nothing new (2.8 ignores n/last and would loop forever otherwise).
+   */
+  async listTags(repo: string): Promise<string[]> {
+    const operation = `list tags of ${repo}`;
+    const tags = new Set<string>();
+    let url = `${this.baseUrl}/v2/${repo}/tags/list`;
+    const seenUrls = new Set<string>();
+    for (let page = 0; page < 10_000; page++) {
+      throwIfAborted(this.signal);
+      seenUrls.add(url);
+      const res = await this.request({ method: 'GET', url, operation, scopes: [this.pullScope(repo)], headers: { accept: 'application/json' } });
+      if (res.status !== 200) throw await this.fail(res, operation);
+      // Tag lists can be long; 16 MiB is ~400k tags and still bounded.
+      const { bytes, truncated } = await readCapped(res.body, 16 * 1024 * 1024);
+      if (truncated) throw new RegistryError(this.registry, operation, 'tag list page larger than 16 MiB');
+      let json: any;
+      try {
+        json = JSON.parse(bytes.toString('utf8'));
+      } catch {
+        throw new RegistryError(this.registry, operation, 'the tag list is not valid JSON');
+      }
+      let added = 0;
+      for (const t of Array.isArray(json?.tags) ? json.tags : []) {
+        if (typeof t === 'string' && !tags.has(t)) {
+          tags.add(t);
+          added++;
+        }
+      }
+      const next = parseLinkNext(headerValues(res.headers, 'link'));
+      if (!next || added === 0) break;
+      const nextUrl = resolveLocation(next, res.url);
+      if (seenUrls.has(nextUrl)) break;
+      url = nextUrl;
+    }
+    return [...tags].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  }
+}
+
+function isDigestLike(reference: string): boolean {
+  return /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/.test(reference);
+}
+
+function chunkMin(res: HttpResponse): number | undefined {
+  const v = Number(headerValue(res.headers, 'oci-chunk-min-length'));
+  return Number.isSafeInteger(v) && v > 0 ? v : undefined;
+}
+

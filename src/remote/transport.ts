@@ -1,0 +1,84 @@
+/**
+ * Builds the undici dispatcher for a registry session: one keep-alive Agent (connections per origin well above the
+ * transfer concurrency), TLS settings from --ca-file/--insecure, and an EnvHttpProxyAgent honouring
+ * HTTPS_PROXY/HTTP_PROXY/NO_PROXY (upper case first, then lower case, as Go tools do) read from the caller's env,
+ * never from process.env behind the caller's back.
+ */
+import { readFileSync } from 'node:fs';
+import { Agent, EnvHttpProxyAgent, type Dispatcher } from 'undici';
+import { ModctlError } from '../errors.js';
+
+export interface TransportOptions {
+  insecure?: boolean;
+  caFile?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Parallel transfers planned; sizes the per-origin pool. */
+  concurrency?: number;
+}
+
+/** First non-empty of NAME, name (Go's httpproxy.getEnvAny). */
+function envValue(env: NodeJS.ProcessEnv, name: string): string | undefined {
+  for (const k of [name.toUpperCase(), name.toLowerCase()]) {
+    const v = env[k];
+    if (v) return v;
+  }
+  return undefined;
+}
+
+export function proxySettings(env: NodeJS.ProcessEnv): { httpProxy?: string; httpsProxy?: string; noProxy?: string } {
+  return { httpProxy: envValue(env, 'http_proxy'), httpsProxy: envValue(env, 'https_proxy'), noProxy: envValue(env, 'no_proxy') };
+}
+
+export function createDispatcher(opts: TransportOptions): Dispatcher {
+  const env = opts.env ?? process.env;
+  let ca: Buffer | undefined;
+  if (opts.caFile) {
+    try {
+      ca = readFileSync(opts.caFile);
+    } catch (e) {
+      throw new ModctlError('E_USAGE', `cannot read CA file ${opts.caFile}: ${(e as Error).message}`, { exitCode: 2, cause: e });
+    }
+  }
+  const tls = { ...(ca ? { ca } : {}), rejectUnauthorized: !opts.insecure };
+  const connections = Math.max(8, (opts.concurrency ?? 5) * 2);
+  const base = {
+    connections,
+    // Idle keep-alive sockets are closed by close() at the end of each operation; 30 s covers gaps between requests.
+    keepAliveTimeout: 30_000,
+    keepAliveMaxTimeout: 600_000,
+    connect: tls,
+  };
+  const proxy = proxySettings(env);
+  if (proxy.httpProxy || proxy.httpsProxy) {
+    return new EnvHttpProxyAgent({
+      ...base,
+      requestTls: tls,
+      // Empty strings stop undici from falling back to process.env.
+      httpProxy: proxy.httpProxy ?? '',
+      httpsProxy: proxy.httpsProxy ?? '',
+      noProxy: proxy.noProxy ?? '',
+    });
+  }
+  return new Agent(base);
+}
+
+let cachedVersion: string | undefined;
+
+/** `modctl/<version>` from package.json (dist/src/remote → ../../../package.json; src/remote → ../../package.json). */
+export function defaultUserAgent(): string {
+  if (!cachedVersion) {
+    cachedVersion = '0.0.0';
+    for (const rel of ['../../../package.json', '../../package.json']) {
+      try {
+        const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8'));
+        if (pkg?.name === 'modctl' && typeof pkg.version === 'string') {
+          cachedVersion = pkg.version;
+          break;
+        }
+      } catch {
+        /* try the next location */
+      }
+    }
+  }
+  return `modctl/${cachedVersion}`;
+}
