@@ -38,7 +38,12 @@ export interface ExtractOptions {
   onWarning?: (msg: string) => void;
   onProgress?: (ev: { layer: Descriptor; bytes: number }) => void; // bytes = delta just processed
   /** Return the layer blob as a stream. For resume-capable callers this may be called again. */
-  openBlob: (layer: Descriptor) => Promise<Readable>;
+  openBlob: (layer: Descriptor, offset?: number) => Promise<Readable>;
+  /**
+   * Raw files are downloaded under a stable partial name (`.<name>.modctl-partial-<digest>`) that is kept when the
+   * transfer fails or is interrupted; the next run re-hashes it and asks openBlob for the rest (offset > 0).
+   */
+  resumable?: boolean;
   /** Optional: only layers for which this returns true are extracted. */
   filter?: (layer: Descriptor, path: string | undefined) => boolean;
 }
@@ -200,18 +205,40 @@ async function extractRaw(layer: Descriptor, ctx: Ctx): Promise<ExtractedFile[]>
 
 async function writeRawFile(layer: Descriptor, abs: string, meta: { mode: number; mtime?: Date }, ctx: Ctx): Promise<void> {
   throwIfAborted(ctx.signal);
-  const src = await ctx.opts.openBlob(layer);
-  const verified = pipeline(src, new VerifyingStream(layer.digest, layer.size, { what: `layer ${layer.digest}` }), noop);
+  const resumable = !!ctx.opts.resumable;
+  const tmp = resumable ? partialPath(abs, layer.digest) : tempPath(abs);
+  // Resume: seed the hash with the bytes already on disk (a partial longer than the blob is stale: start over).
+  let have = 0;
+  let hash = createHash(digestAlgorithm(layer.digest));
+  if (resumable) {
+    const st = await lstatOrUndefined(tmp);
+    if (st?.isFile() && st.size <= layer.size) {
+      have = st.size;
+      for await (const c of createReadStream(tmp, { highWaterMark: 1 << 20 })) hash.update(c as Buffer);
+    } else if (st) {
+      await fsp.rm(tmp, { force: true });
+    }
+    if (have > 0) ctx.opts.onProgress?.({ layer, bytes: have });
+  }
+  if (have === 0) hash = createHash(digestAlgorithm(layer.digest));
+  const src = await ctx.opts.openBlob(layer, have);
+  const verified = pipeline(src, new VerifyingStream(layer.digest, layer.size, { what: `layer ${layer.digest}`, initialHash: hash, initialSize: have }), noop);
   const offAbort = onAbort(ctx.signal, () => verified.destroy(new AbortedError()));
-  const tmp = tempPath(abs);
   let fh: FileHandle | undefined;
   let done = false;
+  let keepPartial = resumable;
   try {
     throwIfAborted(ctx.signal);
-    fh = await fsp.open(tmp, 'wx', 0o600);
-    for await (const chunk of verified as AsyncIterable<Buffer>) {
-      await writeAll(fh, chunk);
-      ctx.opts.onProgress?.({ layer, bytes: chunk.length });
+    fh = await fsp.open(tmp, have > 0 ? 'a' : resumable ? 'w' : 'wx', 0o600);
+    try {
+      for await (const chunk of verified as AsyncIterable<Buffer>) {
+        await writeAll(fh, chunk);
+        ctx.opts.onProgress?.({ layer, bytes: chunk.length });
+      }
+    } catch (e) {
+      // bytes that fail verification are worthless: do not resume from them
+      if ((e as { code?: string }).code === 'E_DIGEST_MISMATCH' || (e as { code?: string }).code === 'E_SIZE_MISMATCH') keepPartial = false;
+      throw e;
     }
     throwIfAborted(ctx.signal);
     await fh.chmod(meta.mode);
@@ -226,10 +253,20 @@ async function writeRawFile(layer: Descriptor, abs: string, meta: { mode: number
     if (!done) {
       verified.destroy();
       src.destroy();
-      await fh?.close().catch(noop);
-      await fsp.rm(tmp, { force: true }).catch(noop);
+      if (fh) {
+        if (keepPartial) await fh.sync().catch(noop);
+        await fh.close().catch(noop);
+      }
+      if (!keepPartial) await fsp.rm(tmp, { force: true }).catch(noop);
     }
   }
+}
+
+/** Stable name of a resumable partial download next to its final path. */
+function partialPath(abs: string, digest: string): string {
+  let base = path.basename(abs);
+  while (Buffer.byteLength(base) > MAX_TEMP_BASE_BYTES) base = Array.from(base).slice(0, -1).join('');
+  return path.join(path.dirname(abs), `.${base}.modctl-partial-${digest.slice(digest.indexOf(':') + 1, digest.indexOf(':') + 17)}`);
 }
 
 function rawFileMeta(layer: Descriptor, ctx: Ctx): { mode: number; mtime?: Date } {

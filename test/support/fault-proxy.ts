@@ -47,6 +47,8 @@ export interface ProxyRequestRecord {
   path: string;
   /** Status sent to the client; 0 if none was sent. */
   status: number;
+  /** The request's Range header, if any (to observe resumed downloads). */
+  range?: string;
   /** Kind of the fault applied to this request, if any. */
   fault?: Fault['kind'];
 }
@@ -146,7 +148,7 @@ export async function startFaultProxy(target: string, plan?: FaultPlan): Promise
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
     const method = req.method ?? 'GET';
     const path = req.url ?? '/';
-    const rec: ProxyRequestRecord = { method, path, status: 0 };
+    const rec: ProxyRequestRecord = { method, path, status: 0, range: typeof req.headers.range === 'string' ? req.headers.range : undefined };
     requests.push(rec);
     const fault = pick(method, path);
     if (fault) rec.fault = fault.kind;

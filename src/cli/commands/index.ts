@@ -11,12 +11,14 @@ import { pushCommand } from './push.js';
 import { pullCommand } from './pull.js';
 import { loginCommand } from './login.js';
 import { logoutCommand } from './logout.js';
+import { fetchCommand } from './fetch.js';
 
 /** The single ordered list of commands (help lists them in this order). */
 export const COMMANDS: CommandDefinition[] = [
   buildCommand,
   pushCommand,
   pullCommand,
+  fetchCommand,
   extractCommand,
   inspectCommand,
   lsCommand,
