@@ -4,6 +4,8 @@
  * digest, and finally the tag. The first failure cancels the other transfers; an abort cancels open upload sessions
  * and throws AbortedError.
  */
+import path from 'node:path';
+import { UploadSessions } from './upload-sessions.js';
 import { AbortedError, ModctlError, NotFoundError, RegistryError, UsageError } from '../errors.js';
 import { isManifestType, type LocalStore } from '../content/local-store.js';
 import { layerFilepath } from '../oci/media-types.js';
@@ -150,6 +152,7 @@ export async function pushArtifact(store: LocalStore, source: string, target: Re
     throw new UsageError(`${source} has digest ${root.descriptor.digest}, not ${target.digest} as the target reference says`);
   }
   const repo = target.repository;
+  const sessions = await UploadSessions.load(path.join(store.ingestDir, 'uploads.json'));
   const client = new RegistryClient(target.registry, { ...opts, concurrency });
   // Ask for everything up front: one token covers the uploads, the manifest PUTs and the mount sources.
   client.addScopeHints(client.pushScope(repo), ...(opts.mountFrom ?? []).filter((r) => r && r !== repo).map((r) => client.pullScope(r)));
@@ -182,6 +185,7 @@ export async function pushArtifact(store: LocalStore, source: string, target: Re
       mountFrom: opts.mountFrom,
       onProgress: progress,
       signal,
+      sessions,
     });
     if (r.mounted) result.blobsMounted++;
     else result.blobsPushed++;
@@ -208,6 +212,7 @@ export async function pushArtifact(store: LocalStore, source: string, target: Re
     }
     throw e;
   } finally {
+    await sessions.flush();
     await client.close();
   }
 }

@@ -12,6 +12,7 @@
  * cancel and start over with a new POST. On abort the open session is DELETEd (failures ignored).
  */
 import { Readable } from 'node:stream';
+import { UploadSessions } from './upload-sessions.js';
 import { AbortedError, DigestMismatchError, RegistryError, isAbortError } from '../errors.js';
 import { digestAlgorithm } from '../oci/digest.js';
 import type { Descriptor } from '../oci/types.js';
@@ -35,6 +36,8 @@ export interface UploadOptions {
   mountFrom?: string[];
   onProgress?: ProgressFn;
   signal?: AbortSignal;
+  /** Remember open sessions across runs: an interrupted push resumes a partly uploaded blob (and keeps it on abort). */
+  sessions?: UploadSessions;
 }
 
 export type UploadStyle = 'mounted' | 'monolithic' | 'streamed' | 'chunked';
@@ -71,6 +74,7 @@ export async function uploadBlob(
   const style = chooseUploadStyle(size, opts.chunkSize);
   const scopes = [client.pushScope(repo)];
   const session: Session = { offset: 0 };
+  const sessionKey = UploadSessions.key(client.registry, repo, desc.digest);
   let bytesUploaded = 0;
   let reported = 0;
   const progress = (pos: number) => {
@@ -111,6 +115,7 @@ export async function uploadBlob(
     if (session.location && session.location !== next) client.openUploads.delete(session.location);
     session.location = next;
     client.openUploads.add(next);
+    opts.sessions?.set(sessionKey, next);
   };
 
   /** GET <location> (end-13): the registry's offset, or undefined when the session is unknown. */
@@ -145,6 +150,7 @@ export async function uploadBlob(
     await discard(res);
     if (session.location) client.openUploads.delete(session.location);
     session.location = undefined;
+    opts.sessions?.delete(sessionKey);
     const dcd = headerValue(res.headers, 'docker-content-digest')?.trim();
     if (dcd && dcd.split(':')[0] === digestAlgorithm(desc.digest) && dcd !== desc.digest) {
       throw new DigestMismatchError(desc.digest, dcd, 'uploaded blob (Docker-Content-Digest)');
@@ -249,11 +255,24 @@ export async function uploadBlob(
       }
     }
 
+    // A session left by an earlier, interrupted run: continue it where the registry says it stands.
+    const remembered = opts.sessions?.get(sessionKey);
+    if (!session.location && remembered && style !== 'monolithic') {
+      session.location = remembered;
+      const off = await queryOffset().catch(() => undefined);
+      if (off !== undefined && off <= size) session.offset = off;
+      else {
+        session.location = undefined;
+        opts.sessions?.delete(sessionKey);
+      }
+    }
+
     for (let attempt = 1; ; attempt++) {
       try {
         if (!session.location) {
           const s = await client.startUpload(repo, desc.digest);
           session.location = s.location;
+          opts.sessions?.set(sessionKey, s.location);
           session.minChunk = s.minChunk;
           session.offset = 0;
         }
@@ -290,8 +309,16 @@ export async function uploadBlob(
       }
     }
   } catch (e) {
+    const aborted = signal?.aborted || isAbortError(e);
+    // Interrupted with session memory: keep the session open so the next run resumes it.
+    if (aborted && opts.sessions && session.location && style !== 'monolithic') {
+      client.openUploads.delete(session.location);
+      await opts.sessions.flush();
+      throw new AbortedError();
+    }
     if (session.location) await client.cancelUpload(session.location);
-    if (signal?.aborted || isAbortError(e)) throw new AbortedError();
+    opts.sessions?.delete(sessionKey);
+    if (aborted) throw new AbortedError();
     throw e;
   }
 }

@@ -27,6 +27,8 @@ export type Fault =
   | { kind: 'corrupt'; atByte: number }
   /** Throttle the response body to about `bytesPerSec`. */
   | { kind: 'trickle'; bytesPerSec: number }
+  /** Read and discard the request without forwarding it or ever answering. */
+  | { kind: 'hang' }
   /** Uploads: forward `bytes` request-body bytes upstream, then destroy both connections. */
   | { kind: 'reset-request-after'; bytes: number };
 
@@ -152,6 +154,12 @@ export async function startFaultProxy(target: string, plan?: FaultPlan): Promise
     requests.push(rec);
     const fault = pick(method, path);
     if (fault) rec.fault = fault.kind;
+
+    if (fault?.kind === 'hang') {
+      // Swallow the request: never forward it, never answer (the client gives up or is killed).
+      req.resume();
+      return;
+    }
 
     if (fault?.kind === 'status') {
       const body = fault.body === undefined ? Buffer.alloc(0) : Buffer.from(fault.body);

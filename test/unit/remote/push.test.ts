@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 /**
  * Push against the in-process fake registry: upload styles, Location handling, 416 recovery, ECR-style 201 PATCH,
  * mounts, manifest PUT order, abort cleanup.
@@ -201,7 +202,7 @@ test('push: cross-repository mount (201) and a 202 that continues with the opene
   assert.ok(tok.some((u) => u.includes('scope=repository:m/target:pull,push') && u.includes('scope=repository:other/repo:pull')), tok.join('\n'));
 });
 
-test('push: abort cancels the open upload session and throws AbortedError', async (t) => {
+test('push: abort keeps the open upload session for the next run (remembered in the store) and throws AbortedError', async (t) => {
   const { reg, dir, agent } = await setup(t);
   const { store } = await makeArtifact(`${dir}/store`, 'example.com/m/x:v1', [bytes(5 * MiB, 8)]);
   const ac = new AbortController();
@@ -218,8 +219,10 @@ test('push: abort cancels the open upload session and throws AbortedError', asyn
     AbortedError,
   );
   await new Promise((r) => setTimeout(r, 50));
-  assert.equal(reg.requests('DELETE', '/blobs/uploads/').length, 1);
-  assert.equal(reg.uploads.size, 0);
+  assert.equal(reg.requests('DELETE', '/blobs/uploads/').length, 0, 'the session is not cancelled');
+  assert.equal(reg.uploads.size, 1);
+  const remembered = JSON.parse(readFileSync(`${dir}/store/ingest/uploads.json`, 'utf8'));
+  assert.equal(Object.keys(remembered).length, 1, 'the session is remembered for resuming');
 });
 
 test('push: a non-retryable 4xx fails at once with registry, operation, status and OCI code', async (t) => {
