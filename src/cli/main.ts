@@ -45,8 +45,21 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
       outputError: (s, write) => write(colorFor(io.stderr, io.env, json).red(s)),
     });
 
+  const groups = new Map<string, Command>();
   for (const def of COMMANDS) {
-    const cmd = program.command(def.name).description(def.summary);
+    // `group-verb` definitions become nested commands (`modctl modelfile generate`).
+    const [group, verb] = def.name.includes('-') ? def.name.split('-', 2) : [undefined, def.name];
+    let parent: Command = program;
+    if (group) {
+      let g = groups.get(group);
+      if (!g) {
+        g = program.command(group).description(`${group} commands`);
+        g.exitOverride();
+        groups.set(group, g);
+      }
+      parent = g;
+    }
+    const cmd = parent.command(verb).description(def.summary);
     cmd.exitOverride();
     def.configure(cmd);
     cmd.action(async (...all: unknown[]) => {
