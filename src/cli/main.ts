@@ -111,12 +111,26 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
       if (isAbortError(err) || controller.signal.aborted) exitCode = EXIT_INTERRUPTED;
       else if (err instanceof ModctlError) exitCode = err.exitCode;
       else exitCode = EXIT_FAILURE;
+      // Scripts asking for --json get the failure as JSON on stdout too (same shape for every command).
+      if (json) io.stdout.write(JSON.stringify({ error: errorJson(err, exitCode) }, null, 2) + '\n');
     }
   } finally {
     io.off?.('SIGINT', onSignal);
     io.off?.('SIGTERM', onSignal);
   }
   return exitCode;
+}
+
+function errorJson(err: unknown, exitCode: number): Record<string, unknown> {
+  if (err instanceof ModctlError) {
+    const out: Record<string, unknown> = { code: err.code, message: redactText(err.message), exitCode };
+    if (err.hint) out.hint = redactText(err.hint);
+    const diags = (err as { diagnostics?: Array<Record<string, unknown>> }).diagnostics;
+    if (diags) out.diagnostics = diags.map(({ file, line, column, message, hint }) => ({ file, line, column, message, hint }));
+    return out;
+  }
+  if (isAbortError(err)) return { code: 'E_INTERRUPTED', message: 'interrupted', exitCode };
+  return { code: 'E_INTERNAL', message: redactText(String((err as Error)?.message ?? err)), exitCode };
 }
 
 export { Option };

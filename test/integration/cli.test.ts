@@ -1,0 +1,78 @@
+// CLI conventions shared by every command: exit codes, one-line errors without stack traces, --json results and errors.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { runCli } from '../support/run-cli.js';
+import { tmpDir } from '../support/tmp.js';
+
+const BIN = path.resolve(import.meta.dirname, '../../../bin/modctl');
+
+test('usage errors exit 2: unknown command, unknown flag, missing argument, invalid reference', async () => {
+  for (const args of [['bogus'], ['ls', '--bogus'], ['build'], ['inspect'], ['tag', 'a'], ['pull', 'UPPER/case:v1'], ['inspect', 'a:b:c:d']]) {
+    const r = await runCli(['--storage-dir', tmpDir(), ...args]);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.ok(r.stderr.length > 0);
+    assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+  }
+});
+
+test('--help and --version exit 0 and print on stdout', async () => {
+  let r = await runCli(['--help']);
+  assert.equal(r.code, 0);
+  assert.match(r.stdout, /build/);
+  r = await runCli(['--version']);
+  assert.equal(r.code, 0);
+  assert.match(r.stdout, /^\d+\.\d+\.\d+/);
+  r = await runCli(['--json', 'version']);
+  assert.equal(JSON.parse(r.stdout).Version.length > 0, true);
+});
+
+test('failures: one error line plus a hint on stderr; with --json also a JSON error on stdout', async () => {
+  const store = tmpDir();
+  let r = await runCli(['--storage-dir', store, 'inspect', 'example.com/none:v1']);
+  assert.equal(r.code, 1);
+  assert.equal(r.stdout, '');
+  assert.match(r.stderr, /^error: example\.com\/none:v1 is not in the local store\nhint: /);
+  r = await runCli(['--json', '--storage-dir', store, 'inspect', 'example.com/none:v1']);
+  assert.equal(r.code, 1);
+  assert.deepEqual(Object.keys(JSON.parse(r.stdout).error).sort(), ['code', 'exitCode', 'hint', 'message']);
+  assert.equal(JSON.parse(r.stdout).error.code, 'E_NOT_FOUND');
+  r = await runCli(['--json', '--storage-dir', store, 'ls']);
+  assert.deepEqual(JSON.parse(r.stdout), []);
+});
+
+test('--debug shows the stack of an error', async () => {
+  const r = await runCli(['--debug', '--storage-dir', tmpDir(), 'inspect', 'example.com/none:v1']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /\[debug\] NotFoundError/);
+});
+
+test('SIGINT during a long build exits 130 and leaves no temp files', async () => {
+  const ctx = tmpDir('modctl-ctx-');
+  const { writeFileSync, readdirSync } = await import('node:fs');
+  // big enough to still be copying when the signal arrives
+  const fd = (await import('node:fs')).openSync(path.join(ctx, 'big.bin'), 'w');
+  (await import('node:fs')).ftruncateSync(fd, 1024 * 1024 * 1024);
+  (await import('node:fs')).closeSync(fd);
+  writeFileSync(path.join(ctx, 'Modelfile'), 'MODEL big.bin\n');
+  const store = tmpDir();
+  const child = spawn(process.execPath, [BIN, '--storage-dir', store, 'build', '-t', 'example.com/big:v1', '-f', path.join(ctx, 'Modelfile'), ctx], { stdio: 'ignore' });
+  // wait until the copy into the store has started
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 20));
+    try {
+      if (readdirSync(path.join(store, 'ingest')).some((n) => n.startsWith('tmp-'))) break;
+    } catch {
+      // store not created yet
+    }
+  }
+  child.kill('SIGINT');
+  const code = await new Promise((r) => child.on('exit', (c) => r(c)));
+  assert.equal(code, 130);
+  const ingest = readdirSync(path.join(store, 'ingest'));
+  assert.deepEqual(ingest.filter((n) => n.startsWith('tmp-')), []);
+  const index = JSON.parse((await import('node:fs')).readFileSync(path.join(store, 'index.json'), 'utf8'));
+  assert.deepEqual(index.manifests, [], 'nothing tagged');
+});
