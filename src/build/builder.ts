@@ -4,7 +4,8 @@ import path from 'node:path';
 import { parseModelfile, renderModelfile, type ModelfileSpec } from '../modelfile/index.js';
 import { LocalStore } from '../content/local-store.js';
 import { annotationKeys, artifactType, configMediaType, MT_OCI_MANIFEST, type IdFamily } from '../oci/media-types.js';
-import { formatReference, parseReference } from '../oci/reference.js';
+import { formatReference, parseReference, type Reference } from '../oci/reference.js';
+import { digestOf } from '../oci/digest.js';
 import type { Descriptor, Manifest } from '../oci/types.js';
 import { ModctlError, throwIfAborted } from '../errors.js';
 import type { ProgressFn } from '../util/progress.js';
@@ -16,8 +17,8 @@ import { DigestCache } from './digest-cache.js';
 import { assertValidConfig, buildConfig, serializeConfig } from './config.js';
 import { detectGitSource } from './git.js';
 
-export interface BuildOptions {
-  store: LocalStore;
+/** Options shared by the local build and `build --output-remote`. */
+export interface BuildCommonOptions {
   contextDir: string;
   /** Modelfile text and the name to show in diagnostics. */
   modelfile: { text: string; file: string };
@@ -36,6 +37,10 @@ export interface BuildOptions {
   signal?: AbortSignal;
   onProgress?: ProgressFn;
   onWarning?: (msg: string) => void;
+}
+
+export interface BuildOptions extends BuildCommonOptions {
+  store: LocalStore;
 }
 
 export interface BuiltLayer {
@@ -66,9 +71,24 @@ export function parseSourceDateEpoch(v: string | undefined): number | undefined 
   return Number(v);
 }
 
-export async function build(opts: BuildOptions): Promise<BuildResult> {
-  const { store, signal } = opts;
-  const progress = opts.onProgress ?? (() => {});
+/** Everything a build needs before any layer is produced (shared by the local and the --output-remote build). */
+export interface PreparedBuild {
+  ref: Reference;
+  /** Canonical reference string of the target. */
+  name: string;
+  family: IdFamily;
+  spec: ModelfileSpec;
+  /** Real path of the build context. */
+  ctxReal: string;
+  entries: SourceEntry[];
+  layerOpts: LayerOptions;
+  concurrency: number;
+  warnings: string[];
+  warn: (msg: string) => void;
+}
+
+/** Parse the target and the Modelfile, resolve the sources against the context. */
+export async function prepareBuild(opts: BuildCommonOptions): Promise<PreparedBuild> {
   const warnings: string[] = [];
   const warn = (m: string) => {
     warnings.push(m);
@@ -90,21 +110,80 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       hint: 'add MODEL, CONFIG, CODE, DOC or DATASET lines that match files in the build context',
     });
   }
-  throwIfAborted(signal);
-
+  throwIfAborted(opts.signal);
   const layerOpts: LayerOptions = { family, raw: opts.raw ?? true, sourceDateEpoch: opts.sourceDateEpoch };
+  return { ref, name, family, spec, ctxReal, entries, layerOpts, concurrency: Math.max(1, opts.concurrency ?? 5), warnings, warn };
+}
+
+/** The config and manifest for built layers (config validated against the schema), serialised. */
+export async function assembleArtifact(
+  prep: PreparedBuild,
+  opts: BuildCommonOptions,
+  layers: Descriptor[],
+): Promise<{ configBytes: Buffer; manifest: Manifest; configDescriptor: Descriptor }> {
+  let gitSrc: { sourceURL?: string; revision?: string } = {};
+  // Precedence: command-line flag, then the Modelfile (SOURCEURL/REVISION), then git detection of the context.
+  const sourceURL = opts.sourceURL ?? prep.spec.sourceURL;
+  const revision = opts.sourceRevision ?? prep.spec.revision;
+  if (sourceURL === undefined && revision === undefined) gitSrc = await detectGitSource(prep.ctxReal);
+
+  let createdAt: string | undefined;
+  if (!opts.noCreationTime) createdAt = createdAtFor(opts.sourceDateEpoch);
+  const config = buildConfig({
+    spec: prep.spec,
+    diffIds: layers.map((l) => l.digest),
+    createdAt,
+    sourceURL: sourceURL ?? gitSrc.sourceURL,
+    revision: revision ?? gitSrc.revision,
+    reasoning: opts.reasoning,
+  });
+  assertValidConfig(config);
+  const configBytes = serializeConfig(config);
+  const configDescriptor: Descriptor = { mediaType: configMediaType(prep.family), digest: digestOf(configBytes), size: configBytes.length };
+  const manifest: Manifest = {
+    schemaVersion: 2,
+    mediaType: MT_OCI_MANIFEST,
+    artifactType: artifactType(prep.family),
+    config: configDescriptor,
+    layers,
+  };
+  if (!opts.noModelfileAnnotation) {
+    manifest.annotations = { [annotationKeys(prep.family).modelfile]: renderModelfile(prep.spec) };
+  }
+  return { configBytes, manifest, configDescriptor };
+}
+
+/** `descriptor.createdAt`: SOURCE_DATE_EPOCH (seconds precision) when given, else now. */
+export function createdAtFor(sourceDateEpoch: number | undefined): string {
+  return sourceDateEpoch !== undefined ? new Date(sourceDateEpoch * 1000).toISOString().replace(/\.000Z$/, 'Z') : new Date().toISOString();
+}
+
+export function builtLayers(family: IdFamily, built: Array<{ desc: Descriptor; reused: boolean }>): BuiltLayer[] {
+  return built.map((b) => ({
+    path: b.desc.annotations![annotationKeys(family).filepath],
+    mediaType: b.desc.mediaType,
+    digest: b.desc.digest,
+    size: b.desc.size,
+    reused: b.reused,
+  }));
+}
+
+export async function build(opts: BuildOptions): Promise<BuildResult> {
+  const { store, signal } = opts;
+  const progress = opts.onProgress ?? (() => {});
+  const prep = await prepareBuild(opts);
+  const { entries, layerOpts, ctxReal, concurrency, family, warn } = prep;
   const cache = await DigestCache.load(store.root);
   let pool: HashCopyPool | undefined;
-  const concurrency = Math.max(1, opts.concurrency ?? 5);
 
   const buildOne = async (e: SourceEntry): Promise<{ desc: Descriptor; reused: boolean }> => {
     throwIfAborted(signal);
     const id = `layer:${e.relPath}`;
     progress({ type: 'start', id, label: e.relPath, total: e.isDir ? undefined : e.stat.size });
     const raw = layerOpts.raw && !e.isDir;
-    const key = DigestCache.key(e.absPath, e.stat, raw ? 'raw' : `tar:${layerOpts.sourceDateEpoch ?? ''}`);
+    const key = DigestCache.layerKey(e, raw, layerOpts.sourceDateEpoch);
     const hit = cache.get(key);
-    if (hit && (await store.hasBlob(hit.digest, hit.size)) && (raw || !e.isDir)) {
+    if (hit && (await store.hasBlob(hit.digest, hit.size))) {
       progress({ type: 'done', id, skipped: true });
       return { desc: layerDescriptor(e, hit, layerOpts), reused: true };
     }
@@ -131,7 +210,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     } else {
       blob = await writeTarLayer(store, e, ctxReal, layerOpts, (n) => progress({ type: 'advance', id, bytes: n }), signal);
     }
-    if (!e.isDir) cache.set(key, blob);
+    cache.set(key, blob);
     progress({ type: 'done', id });
     return { desc: layerDescriptor(e, blob, layerOpts), reused };
   };
@@ -144,56 +223,21 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   }
   await cache.save().catch((e) => warn(`could not save the build digest cache: ${(e as Error).message}`));
 
-  let gitSrc: { sourceURL?: string; revision?: string } = {};
-  // Precedence: command-line flag, then the Modelfile (SOURCEURL/REVISION), then git detection of the context.
-  const sourceURL = opts.sourceURL ?? spec.sourceURL;
-  const revision = opts.sourceRevision ?? spec.revision;
-  if (sourceURL === undefined && revision === undefined) gitSrc = await detectGitSource(ctxReal);
-
-  let createdAt: string | undefined;
-  if (!opts.noCreationTime) {
-    createdAt = opts.sourceDateEpoch !== undefined ? new Date(opts.sourceDateEpoch * 1000).toISOString().replace(/\.000Z$/, 'Z') : new Date().toISOString();
-  }
-  const config = buildConfig({
-    spec,
-    diffIds: built.map((b) => b.desc.digest),
-    createdAt,
-    sourceURL: sourceURL ?? gitSrc.sourceURL,
-    revision: revision ?? gitSrc.revision,
-    reasoning: opts.reasoning,
-  });
-  assertValidConfig(config);
-  const configBlob = await store.putBytes(serializeConfig(config));
-
-  const manifest: Manifest = {
-    schemaVersion: 2,
-    mediaType: MT_OCI_MANIFEST,
-    artifactType: artifactType(family),
-    config: { mediaType: configMediaType(family), digest: configBlob.digest, size: configBlob.size },
-    layers: built.map((b) => b.desc),
-  };
-  if (!opts.noModelfileAnnotation) {
-    manifest.annotations = { [annotationKeys(family).modelfile]: renderModelfile(spec) };
-  }
+  const { configBytes, manifest } = await assembleArtifact(prep, opts, built.map((b) => b.desc));
+  const configBlob = await store.putBytes(configBytes);
   const manifestBytes = Buffer.from(JSON.stringify(manifest));
   const m = await store.putBytes(manifestBytes);
-  await store.tag(name, { mediaType: MT_OCI_MANIFEST, digest: m.digest, size: m.size, artifactType: manifest.artifactType });
+  await store.tag(prep.name, { mediaType: MT_OCI_MANIFEST, digest: m.digest, size: m.size, artifactType: manifest.artifactType });
 
   return {
-    reference: name,
+    reference: prep.name,
     digest: m.digest,
     size: m.size + configBlob.size + built.reduce((a, b) => a + b.desc.size, 0),
     mediaType: MT_OCI_MANIFEST,
     artifactType: manifest.artifactType!,
     config: configBlob,
-    layers: built.map((b) => ({
-      path: b.desc.annotations![annotationKeys(family).filepath],
-      mediaType: b.desc.mediaType,
-      digest: b.desc.digest,
-      size: b.desc.size,
-      reused: b.reused,
-    })),
-    warnings,
+    layers: builtLayers(family, built),
+    warnings: prep.warnings,
   };
 }
 

@@ -1,12 +1,14 @@
 import path from 'node:path';
 import type { CommandDefinition } from '../define.js';
 import { boolValue, positiveInt } from '../define.js';
-import { build, parseSourceDateEpoch, readModelfile } from '../../build/builder.js';
+import { build, parseSourceDateEpoch, readModelfile, type BuildCommonOptions } from '../../build/builder.js';
+import { remoteBuild } from '../../build/remote-build.js';
+import { addRemoteFlags, remoteOptions } from '../remote-flags.js';
 import { humanBytes } from '../output.js';
 
 export const buildCommand: CommandDefinition = {
   name: 'build',
-  summary: 'build a model artifact from a Modelfile into the local store',
+  summary: 'build a model artifact from a Modelfile into the local store (or straight to a registry)',
   progressVerb: 'Building',
   configure(cmd) {
     cmd
@@ -19,14 +21,14 @@ export const buildCommand: CommandDefinition = {
       .option('--source-url <url>', 'descriptor.sourceURL (default: git origin of the context)')
       .option('--source-revision <rev>', 'descriptor.revision (default: git HEAD of the context)')
       .option('--reasoning', 'set config.capabilities.reasoning = true')
-      .option('--no-modelfile-annotation', 'do not store the Modelfile in the manifest annotation');
+      .option('--no-modelfile-annotation', 'do not store the Modelfile in the manifest annotation')
+      .option('--output-remote', 'push straight to the registry named by --target, reading each file once; nothing is stored locally');
+    addRemoteFlags(cmd);
   },
   async run(args, opts, ctx) {
     const contextDir = path.resolve(ctx.cwd, args[0] ?? '.');
     const modelfile = await readModelfile(opts.modelfile, ctx.cwd, ctx.io.stdin);
-    const store = await ctx.store();
-    const res = await build({
-      store,
+    const common: BuildCommonOptions = {
       contextDir,
       modelfile,
       target: opts.target,
@@ -41,7 +43,22 @@ export const buildCommand: CommandDefinition = {
       signal: ctx.signal,
       onProgress: ctx.progress,
       onWarning: ctx.warn,
-    });
+    };
+    if (opts.outputRemote) {
+      // Only the digest cache lives in the store directory: the store itself is not opened (nothing is written).
+      const res = await remoteBuild({ ...common, cacheDir: ctx.storageDir, remote: remoteOptions(opts, ctx) });
+      const reused = res.layers.filter((l) => l.reused).length;
+      return {
+        json: res,
+        text:
+          `Successfully built model artifact: ${res.reference}\n` +
+          `Digest: ${res.digest}\n` +
+          `Layers: ${res.layers.length} (${reused} already on the registry), total ${humanBytes(res.size)}\n` +
+          `Pushed: ${res.blobsUploaded} blobs uploaded (${humanBytes(res.bytesUploaded)}), ${res.blobsSkipped} already there`,
+      };
+    }
+    const store = await ctx.store();
+    const res = await build({ ...common, store });
     const reused = res.layers.filter((l) => l.reused).length;
     return {
       json: res,

@@ -11,12 +11,17 @@ import { pushCommand } from './push.js';
 import { pullCommand } from './pull.js';
 import { loginCommand } from './login.js';
 import { logoutCommand } from './logout.js';
+import { uploadCommand } from './upload.js';
+import { attachCommand } from './attach.js';
 import { fetchCommand } from './fetch.js';
+import { modelfileGenerateCommand } from './modelfile.js';
 
 /** The single ordered list of commands (help lists them in this order). */
 export const COMMANDS: CommandDefinition[] = [
   buildCommand,
   pushCommand,
+  uploadCommand,
+  attachCommand,
   pullCommand,
   fetchCommand,
   extractCommand,
@@ -25,6 +30,7 @@ export const COMMANDS: CommandDefinition[] = [
   tagCommand,
   rmCommand,
   pruneCommand,
+  modelfileGenerateCommand,
   loginCommand,
   logoutCommand,
   versionCommand,
