@@ -1,6 +1,7 @@
 import { createReadStream, createWriteStream, promises as fsp, type Stats } from 'node:fs';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
+import { pipeline as pipelineP } from 'node:stream/promises';
+import { PassThrough, pipeline, type Readable } from 'node:stream';
 import tar from 'tar-stream';
 import { HashingStream } from '../oci/digest.js';
 import { ANN_TITLE, annotationKeys, layerMediaType, type IdFamily, type LayerKind } from '../oci/media-types.js';
@@ -10,6 +11,8 @@ import type { FileKind } from '../modelfile/index.js';
 import type { SourceEntry } from './sources.js';
 import { cmpBytes } from './sources.js';
 import { throwIfAborted } from '../errors.js';
+
+const HWM = 1 << 20;
 
 export function layerKindOf(kind: FileKind): LayerKind {
   switch (kind) {
@@ -67,15 +70,19 @@ export function layerDescriptor(entry: SourceEntry, blob: { digest: string; size
   };
 }
 
-interface TarItem {
+// ---------------------------------------------------------------------------------------------------------------
+// Deterministic tar layers: one stream producer shared by the local store (writeTarLayer) and remote builds.
+
+export interface TarItem {
   rel: string;
   abs: string;
   stat: Stats;
   isDir: boolean;
 }
 
-/** All entries of a directory layer, sorted bytewise, symlinks followed only inside `root`. */
-async function collectTree(entry: SourceEntry, contextReal: string): Promise<TarItem[]> {
+/** The entries of a tar layer: the file itself, or a directory tree sorted bytewise (symlinks followed inside). */
+export async function collectTarItems(entry: SourceEntry, contextReal: string): Promise<TarItem[]> {
+  if (!entry.isDir) return [{ rel: entry.relPath, abs: entry.absPath, stat: entry.stat, isDir: false }];
   const items: TarItem[] = [{ rel: entry.relPath, abs: entry.absPath, stat: entry.stat, isDir: true }];
   const visit = async (abs: string, rel: string, seen: Set<string>): Promise<void> => {
     const names = (await fsp.readdir(abs)).sort(cmpBytes);
@@ -108,6 +115,57 @@ async function collectTree(entry: SourceEntry, contextReal: string): Promise<Tar
   return items;
 }
 
+function tarHeader(it: TarItem, opts: LayerOptions): tar.Header {
+  const mtime = opts.sourceDateEpoch !== undefined ? new Date(opts.sourceDateEpoch * 1000) : new Date(Math.floor(it.stat.mtimeMs / 1000) * 1000);
+  const header: tar.Header = {
+    name: it.isDir ? `${it.rel}/` : it.rel,
+    type: it.isDir ? 'directory' : 'file',
+    size: it.isDir ? 0 : it.stat.size,
+    mode: normalMode(it.stat.mode, it.isDir),
+    mtime,
+    uid: 0,
+    gid: 0,
+    uname: '',
+    gname: '',
+    linkname: '',
+    devmajor: 0,
+    devminor: 0,
+  };
+  if (!it.isDir && it.stat.size >= 8 * 1024 ** 3) header.pax = { size: String(it.stat.size) };
+  return header;
+}
+
+/**
+ * The deterministic tar stream of `items` (headers exactly as writeTarLayer writes them). A failure while feeding
+ * destroys the stream with that error.
+ */
+export function packTar(items: readonly TarItem[], opts: LayerOptions, onBytes: (n: number) => void, signal?: AbortSignal): Readable {
+  const pack = tar.pack();
+  const feed = async () => {
+    for (const it of items) {
+      throwIfAborted(signal);
+      const header = tarHeader(it, opts);
+      if (it.isDir) {
+        await new Promise<void>((res, rej) => pack.entry(header, (err) => (err ? rej(err) : res())));
+        continue;
+      }
+      const sink = pack.entry(header);
+      const src = createReadStream(it.abs, { highWaterMark: HWM });
+      src.on('data', (c: string | Buffer) => onBytes(c.length));
+      await new Promise<void>((res, rej) => pipeline(src, sink as unknown as NodeJS.WritableStream, (err) => (err ? rej(err) : res())));
+    }
+    pack.finalize();
+  };
+  // A plain Node stream (tar-stream's are streamx): the buffers pass through uncopied.
+  const out = new PassThrough({ highWaterMark: HWM });
+  pipeline(pack as unknown as NodeJS.ReadableStream, out, () => {});
+  feed().catch((e) => {
+    pack.destroy(e);
+    out.destroy(e);
+  });
+  return out;
+}
+
 /**
  * Deterministic tar layer of a file or a directory tree: sorted entries, uid/gid 0, empty user/group names, mode from
  * the file (normalised), mtime from the file or SOURCE_DATE_EPOCH, PAX headers where ustar cannot hold a field.
@@ -121,48 +179,11 @@ export async function writeTarLayer(
   onBytes: (n: number) => void,
   signal?: AbortSignal,
 ): Promise<{ digest: string; size: number }> {
-  const items = entry.isDir ? await collectTree(entry, contextReal) : [{ rel: entry.relPath, abs: entry.absPath, stat: entry.stat, isDir: false }];
-  const pack = tar.pack();
+  const items = await collectTarItems(entry, contextReal);
   const hasher = new HashingStream();
   const tmp = store.tempPath('tar');
-  const done = pipeline(pack, hasher, createWriteStream(tmp, { flags: 'wx', highWaterMark: 1 << 20 }), { signal });
-  const feed = async () => {
-    for (const it of items) {
-      throwIfAborted(signal);
-      const mtime = opts.sourceDateEpoch !== undefined ? new Date(opts.sourceDateEpoch * 1000) : new Date(Math.floor(it.stat.mtimeMs / 1000) * 1000);
-      const header: tar.Header = {
-        name: it.isDir ? `${it.rel}/` : it.rel,
-        type: it.isDir ? 'directory' : 'file',
-        size: it.isDir ? 0 : it.stat.size,
-        mode: normalMode(it.stat.mode, it.isDir),
-        mtime,
-        uid: 0,
-        gid: 0,
-        uname: '',
-        gname: '',
-        linkname: '',
-        devmajor: 0,
-        devminor: 0,
-      };
-      // ustar's size field holds < 8 GiB; above that write a PAX `size` record (tar-stream would fall back to the
-      // GNU base-256 form, which not every reader accepts). The PAX header also carries the path.
-      if (!it.isDir && it.stat.size >= 8 * 1024 ** 3) header.pax = { size: String(it.stat.size) };
-      if (it.isDir) {
-        await new Promise<void>((res, rej) => pack.entry(header, (err) => (err ? rej(err) : res())));
-        continue;
-      }
-      const sink = pack.entry(header);
-      const src = createReadStream(it.abs, { highWaterMark: 1 << 20 });
-      src.on('data', (c: string | Buffer) => onBytes(c.length));
-      await pipeline(src, sink, { signal });
-    }
-    pack.finalize();
-  };
   try {
-    await Promise.all([feed().catch((e) => {
-      pack.destroy(e);
-      throw e;
-    }), done]);
+    await pipelineP(packTar(items, opts, onBytes, signal), hasher, createWriteStream(tmp, { flags: 'wx', highWaterMark: HWM }), { signal });
     await store.commitTemp(tmp, hasher.digest);
     return { digest: hasher.digest, size: hasher.size };
   } catch (e) {

@@ -7,8 +7,7 @@
  */
 import { createReadStream, promises as fsp, type Stats } from 'node:fs';
 import path from 'node:path';
-import { PassThrough, pipeline, Readable } from 'node:stream';
-import tar from 'tar-stream';
+import { Readable } from 'node:stream';
 import { AbortedError, DigestMismatchError, ModctlError, RegistryError, UsageError, isAbortError, throwIfAborted } from '../errors.js';
 import { HashingStream, digestOf } from '../oci/digest.js';
 import { parseReference, repoName } from '../oci/reference.js';
@@ -23,107 +22,11 @@ import { classifyFile } from '../modelfile/classify.js';
 import type { FileKind } from '../modelfile/index.js';
 import type { ProgressFn } from '../util/progress.js';
 import { DigestCache, type CachedDigest } from './digest-cache.js';
-import { layerDescriptor, normalMode, type LayerOptions } from './layer.js';
-import { cmpBytes, type SourceEntry } from './sources.js';
+import { layerDescriptor, collectTarItems, packTar, type TarItem, type LayerOptions } from './layer.js';
+import type { SourceEntry } from './sources.js';
 
 const HWM = 1 << 20;
 const OCTET = 'application/octet-stream';
-
-// ---------------------------------------------------------------------------------------------------------------
-// tar layers as a stream (same bytes as layer.ts writeTarLayer, which writes into the store instead)
-
-export interface TarItem {
-  rel: string;
-  abs: string;
-  stat: Stats;
-  isDir: boolean;
-}
-
-/** The entries of a tar layer: the file itself, or a directory tree sorted bytewise (symlinks followed inside). */
-export async function collectTarItems(entry: SourceEntry, contextReal: string): Promise<TarItem[]> {
-  if (!entry.isDir) return [{ rel: entry.relPath, abs: entry.absPath, stat: entry.stat, isDir: false }];
-  const items: TarItem[] = [{ rel: entry.relPath, abs: entry.absPath, stat: entry.stat, isDir: true }];
-  const visit = async (abs: string, rel: string, seen: Set<string>): Promise<void> => {
-    const names = (await fsp.readdir(abs)).sort(cmpBytes);
-    for (const name of names) {
-      const a = path.join(abs, name);
-      const r = `${rel}/${name}`;
-      let st = await fsp.lstat(a);
-      let real = a;
-      if (st.isSymbolicLink()) {
-        try {
-          real = await fsp.realpath(a);
-        } catch {
-          continue;
-        }
-        const rr = path.relative(contextReal, real);
-        if (rr.startsWith('..') || path.isAbsolute(rr)) continue;
-        st = await fsp.stat(real);
-      }
-      if (st.isDirectory()) {
-        if (seen.has(real)) continue;
-        items.push({ rel: r, abs: real, stat: st, isDir: true });
-        await visit(real, r, new Set([...seen, real]));
-      } else if (st.isFile()) {
-        items.push({ rel: r, abs: real, stat: st, isDir: false });
-      }
-    }
-  };
-  await visit(entry.absPath, entry.relPath, new Set([entry.absPath]));
-  items.sort((a, b) => cmpBytes(a.rel, b.rel));
-  return items;
-}
-
-function tarHeader(it: TarItem, opts: LayerOptions): tar.Header {
-  const mtime = opts.sourceDateEpoch !== undefined ? new Date(opts.sourceDateEpoch * 1000) : new Date(Math.floor(it.stat.mtimeMs / 1000) * 1000);
-  const header: tar.Header = {
-    name: it.isDir ? `${it.rel}/` : it.rel,
-    type: it.isDir ? 'directory' : 'file',
-    size: it.isDir ? 0 : it.stat.size,
-    mode: normalMode(it.stat.mode, it.isDir),
-    mtime,
-    uid: 0,
-    gid: 0,
-    uname: '',
-    gname: '',
-    linkname: '',
-    devmajor: 0,
-    devminor: 0,
-  };
-  if (!it.isDir && it.stat.size >= 8 * 1024 ** 3) header.pax = { size: String(it.stat.size) };
-  return header;
-}
-
-/**
- * The deterministic tar stream of `items` (headers exactly as writeTarLayer writes them). A failure while feeding
- * destroys the stream with that error.
- */
-export function packTar(items: readonly TarItem[], opts: LayerOptions, onBytes: (n: number) => void, signal?: AbortSignal): Readable {
-  const pack = tar.pack();
-  const feed = async () => {
-    for (const it of items) {
-      throwIfAborted(signal);
-      const header = tarHeader(it, opts);
-      if (it.isDir) {
-        await new Promise<void>((res, rej) => pack.entry(header, (err) => (err ? rej(err) : res())));
-        continue;
-      }
-      const sink = pack.entry(header);
-      const src = createReadStream(it.abs, { highWaterMark: HWM });
-      src.on('data', (c: string | Buffer) => onBytes(c.length));
-      await new Promise<void>((res, rej) => pipeline(src, sink as unknown as NodeJS.WritableStream, (err) => (err ? rej(err) : res())));
-    }
-    pack.finalize();
-  };
-  // A plain Node stream (tar-stream's are streamx): the buffers pass through uncopied.
-  const out = new PassThrough({ highWaterMark: HWM });
-  pipeline(pack as unknown as NodeJS.ReadableStream, out, () => {});
-  feed().catch((e) => {
-    pack.destroy(e);
-    out.destroy(e);
-  });
-  return out;
-}
 
 /** Upper bound of the tar size of `items` when it is small enough to hold in memory, else undefined. */
 function smallTarBound(items: readonly TarItem[]): number | undefined {
