@@ -1,3 +1,4 @@
+import { skipBytes } from '../util/stream.js';
 /**
  * `modctl attach`: add one file to an existing artifact as a new layer (or replace the layer with the same path, with
  * --force) and tag the result. The source manifest and config come from the local store, or from the registry with
@@ -7,7 +8,7 @@
  */
 import { createReadStream, promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { PassThrough, Transform, pipeline, type Readable, type TransformCallback } from 'node:stream';
+import { PassThrough, pipeline, type Readable } from 'node:stream';
 import { loadManifest } from '../content/artifact.js';
 import type { LocalStore } from '../content/local-store.js';
 import { AbortedError, DigestMismatchError, ModctlError, RegistryError, UsageError } from '../errors.js';
@@ -153,23 +154,6 @@ function sourceDiffIds(m: Manifest, config: Record<string, any>, source: string)
   });
 }
 
-/** Skip the first `n` bytes (a registry that ignored Range). */
-function skipBytes(n: number): Transform {
-  let left = n;
-  return new Transform({
-    highWaterMark: 1 << 20,
-    transform(chunk: Buffer, _enc, cb: TransformCallback) {
-      if (left >= chunk.length) {
-        left -= chunk.length;
-        cb();
-        return;
-      }
-      const rest = left > 0 ? chunk.subarray(left) : chunk;
-      left = 0;
-      cb(null, rest);
-    },
-  });
-}
 
 export async function attach(opts: AttachOptions): Promise<AttachResult> {
   const src = parseReference(opts.source);

@@ -1,3 +1,4 @@
+import { readAllCapped } from '../util/stream.js';
 import os from 'node:os';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
@@ -244,15 +245,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
 export async function readModelfile(file: string, cwd: string, stdin?: NodeJS.ReadableStream): Promise<{ text: string; file: string }> {
   if (file === '-') {
     if (!stdin) throw new ModctlError('E_USAGE', 'no standard input to read the Modelfile from', { exitCode: 2 });
-    const chunks: Buffer[] = [];
-    let total = 0;
-    for await (const c of stdin) {
-      const b = Buffer.isBuffer(c) ? c : Buffer.from(c as string);
-      total += b.length;
-      if (total > 1 << 20) throw new ModctlError('E_MODELFILE', 'the Modelfile on standard input is over 1 MiB');
-      chunks.push(b);
-    }
-    return { text: Buffer.concat(chunks).toString('utf8'), file: '<stdin>' };
+const bytes = await readAllCapped(stdin, 1 << 20, () => new ModctlError('E_MODELFILE', 'the Modelfile on standard input is over 1 MiB'));
+    return { text: bytes.toString('utf8'), file: '<stdin>' };
   }
   const abs = path.resolve(cwd, file);
   try {

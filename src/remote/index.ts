@@ -1,8 +1,9 @@
+import { skipBytes } from '../util/stream.js';
 /**
  * Public surface of the registry client (core library; the CLI builds on it). Everything else in src/remote is
  * internal. See shared docs registry-client.md for the protocol this implements.
  */
-import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { Readable } from 'node:stream';
 import { DigestMismatchError, ModctlError, RegistryError, SizeMismatchError } from '../errors.js';
 import { digestOf, digestAlgorithm } from '../oci/digest.js';
 import type { Reference } from '../oci/reference.js';
@@ -92,22 +93,6 @@ export async function openBlobStream(ref: Reference, desc: Descriptor, opts: Rem
   }
 }
 
-function skipBytes(n: number): Transform {
-  let left = n;
-  return new Transform({
-    highWaterMark: 1 << 20,
-    transform(chunk: Buffer, _enc, cb: TransformCallback) {
-      if (left >= chunk.length) {
-        left -= chunk.length;
-        cb();
-        return;
-      }
-      const rest = left > 0 ? chunk.subarray(left) : chunk;
-      left = 0;
-      cb(null, rest);
-    },
-  });
-}
 
 /** List a repository's tags (Link paging; stops when a page adds nothing), sorted. */
 export async function listTags(ref: Reference, opts: RemoteOptions = {}): Promise<string[]> {

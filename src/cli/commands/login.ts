@@ -1,3 +1,4 @@
+import { readAllCapped } from '../../util/stream.js';
 import type { CommandDefinition } from '../define.js';
 import { addRemoteFlags, remoteOptions } from '../remote-flags.js';
 import { login } from '../../remote/index.js';
@@ -5,16 +6,9 @@ import { ModctlError } from '../../errors.js';
 
 async function readSecret(stdin: NodeJS.ReadableStream | undefined): Promise<string> {
   if (!stdin) throw new ModctlError('E_USAGE', 'no standard input to read the password from', { exitCode: 2 });
-  const chunks: Buffer[] = [];
-  let n = 0;
-  for await (const c of stdin) {
-    const b = Buffer.isBuffer(c) ? c : Buffer.from(c as string);
-    n += b.length;
-    if (n > 64 * 1024) throw new ModctlError('E_USAGE', 'the password on standard input is over 64 KiB', { exitCode: 2 });
-    chunks.push(b);
-  }
+  const bytes = await readAllCapped(stdin, 64 * 1024, () => new ModctlError('E_USAGE', 'the password on standard input is over 64 KiB', { exitCode: 2 }));
   // docker strips one trailing newline (echo "$TOKEN" | … --password-stdin)
-  return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+  return bytes.toString('utf8').replace(/\r?\n$/, '');
 }
 
 export const loginCommand: CommandDefinition = {
