@@ -1,10 +1,12 @@
 import { readAllCapped } from '../util/stream.js';
+import { inferWeightsMetadata, type WeightsMetadata } from '../weights/infer.js';
+import { dockerConfigFor } from '../formats/docker.js';
 import os from 'node:os';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { parseModelfile, renderModelfile, type ModelfileSpec } from '../modelfile/index.js';
 import { LocalStore } from '../content/local-store.js';
-import { annotationKeys, artifactType, configMediaType, MT_OCI_MANIFEST, type IdFamily } from '../oci/media-types.js';
+import { annotationKeys, artifactType, configMediaType, layerFilepath, MT_OCI_MANIFEST, type IdFamily } from '../oci/media-types.js';
 import { formatReference, parseReference, type Reference } from '../oci/reference.js';
 import { digestOf } from '../oci/digest.js';
 import type { Descriptor, Manifest } from '../oci/types.js';
@@ -26,6 +28,10 @@ export interface BuildCommonOptions {
   target: string;
   raw?: boolean;
   family?: IdFamily;
+  /** Output dialect: ModelPack (default, `cncf` ids), ModelPack with legacy `cnai` ids, or Docker model-runner. */
+  format?: BuildFormat;
+  /** Do not read weight headers to fill empty config fields. */
+  noInfer?: boolean;
   noCreationTime?: boolean;
   /** SOURCE_DATE_EPOCH in seconds: pins createdAt and tar mtimes. */
   sourceDateEpoch?: number;
@@ -73,7 +79,13 @@ export function parseSourceDateEpoch(v: string | undefined): number | undefined 
 }
 
 /** Everything a build needs before any layer is produced (shared by the local and the --output-remote build). */
+export type BuildFormat = 'modelpack' | 'modelpack-legacy' | 'docker';
+export const BUILD_FORMATS: readonly BuildFormat[] = ['modelpack', 'modelpack-legacy', 'docker'];
+
 export interface PreparedBuild {
+  format: BuildFormat;
+  /** What the weight headers said (undefined with --no-infer or without GGUF/safetensors weights). */
+  weights?: WeightsMetadata;
   ref: Reference;
   /** Canonical reference string of the target. */
   name: string;
@@ -95,7 +107,8 @@ export async function prepareBuild(opts: BuildCommonOptions): Promise<PreparedBu
     warnings.push(m);
     opts.onWarning?.(m);
   };
-  const family = opts.family ?? 'cncf';
+  const format = opts.format ?? (opts.family === 'cnai' ? 'modelpack-legacy' : 'modelpack');
+  const family: IdFamily = opts.family ?? (format === 'modelpack-legacy' ? 'cnai' : 'cncf');
   const ref = parseReference(opts.target);
   if (ref.digest) throw new ModctlError('E_REFERENCE', `build target ${opts.target} must be a tag, not a digest`, { exitCode: 2 });
   const name = formatReference(ref);
@@ -112,8 +125,20 @@ export async function prepareBuild(opts: BuildCommonOptions): Promise<PreparedBu
     });
   }
   throwIfAborted(opts.signal);
+  const weights = opts.noInfer ? undefined : await inferFromWeights(ctxReal, entries, spec, warn);
   const layerOpts: LayerOptions = { family, raw: opts.raw ?? true, sourceDateEpoch: opts.sourceDateEpoch };
-  return { ref, name, family, spec, ctxReal, entries, layerOpts, concurrency: Math.max(1, opts.concurrency ?? 5), warnings, warn };
+  if (format === 'docker') {
+    const dirs = entries.filter((e) => e.isDir).map((e) => e.relPath);
+    if (dirs.length || opts.raw === false) {
+      throw new ModctlError('E_USAGE', `--format docker packs one raw layer per file${dirs.length ? `; ${dirs.join(', ')} ${dirs.length === 1 ? 'is a directory' : 'are directories'}` : ''}`, {
+        exitCode: 2,
+        hint: 'select the files with a ** glob (e.g. MODEL dir/**) and leave --raw at its default',
+      });
+    }
+    const ggufModel = weights?.format === 'gguf' || entries.some((e) => e.kind === 'model' && e.relPath.toLowerCase().endsWith('.gguf'));
+    layerOpts.docker = { ggufModel };
+  }
+  return { ref, name, family, format, weights, spec, ctxReal, entries, layerOpts, concurrency: Math.max(1, opts.concurrency ?? 5), warnings, warn };
 }
 
 /** The config and manifest for built layers (config validated against the schema), serialised. */
@@ -130,6 +155,7 @@ export async function assembleArtifact(
 
   let createdAt: string | undefined;
   if (!opts.noCreationTime) createdAt = createdAtFor(opts.sourceDateEpoch);
+  if (prep.format === 'docker') return assembleDocker(prep, layers, createdAt);
   const config = buildConfig({
     spec: prep.spec,
     diffIds: layers.map((l) => l.digest),
@@ -152,6 +178,78 @@ export async function assembleArtifact(
     manifest.annotations = { [annotationKeys(prep.family).modelfile]: renderModelfile(prep.spec) };
   }
   return { configBytes, manifest, configDescriptor };
+}
+
+/** Docker model-runner artifact: config v0.1 (GGUF) or v0.2 (layer per file) filled from the weight headers. */
+function assembleDocker(prep: PreparedBuild, layers: Descriptor[], created: string | undefined) {
+  const meta: WeightsMetadata = { ...(prep.weights ?? { files: [], warnings: [] }) };
+  // Modelfile values win over the headers for the fields both know
+  if (prep.spec.format) meta.format = prep.spec.format as WeightsMetadata['format'];
+  if (prep.spec.quantization) meta.quantization = prep.spec.quantization;
+  if (prep.spec.paramSize && meta.paramCount === undefined) meta.paramSize = prep.spec.paramSize;
+  const { mediaType, body } = dockerConfigFor({
+    files: layers.map((l) => ({ path: layerFilepath(l.annotations) ?? '', size: l.size, mediaType: l.mediaType })),
+    meta,
+    created,
+    diffIds: layers.map((l) => l.digest),
+  });
+  const configBytes = Buffer.from(JSON.stringify(body));
+  const configDescriptor: Descriptor = { mediaType, digest: digestOf(configBytes), size: configBytes.length };
+  const manifest: Manifest = { schemaVersion: 2, mediaType: MT_OCI_MANIFEST, config: configDescriptor, layers };
+  return { configBytes, manifest, configDescriptor };
+}
+
+const WEIGHT_EXT = /\.(gguf|safetensors)$/i;
+
+/**
+ * Read the GGUF/safetensors headers of the MODEL files and fill the config fields the Modelfile leaves empty; warn
+ * where the Modelfile says something else than the weights.
+ */
+async function inferFromWeights(ctxReal: string, entries: SourceEntry[], spec: ModelfileSpec, warn: (m: string) => void): Promise<WeightsMetadata | undefined> {
+  const files = entries.filter((e) => !e.isDir && e.kind === 'model' && WEIGHT_EXT.test(e.relPath)).map((e) => e.absPath);
+  if (files.length === 0) return undefined;
+  let configJson: object | undefined;
+  const cfg = entries.find((e) => !e.isDir && e.relPath === 'config.json');
+  if (cfg && cfg.stat.size < 16 << 20) {
+    try {
+      configJson = JSON.parse(await fsp.readFile(cfg.absPath, 'utf8'));
+    } catch {
+      // not JSON: nothing to learn from it
+    }
+  }
+  const meta = await inferWeightsMetadata(files, { configJson });
+  meta.warnings.forEach((w) => warn(w.replace(ctxReal + path.sep, '')));
+  const fill = (key: 'format' | 'paramSize' | 'quantization' | 'precision' | 'family', value: string | undefined, label: string) => {
+    if (!value) return;
+    const have = spec[key];
+    if (!have) (spec as unknown as Record<string, string>)[key] = value;
+    else if (!sameValue(key, have, value)) warn(`the Modelfile says ${label} ${have}, but the weights say ${value}; keeping ${have}`);
+  };
+  fill('format', meta.format, 'FORMAT');
+  fill('paramSize', meta.paramSize, 'PARAMSIZE');
+  fill('quantization', meta.quantization, 'QUANTIZATION');
+  fill('precision', meta.precision, 'PRECISION');
+  fill('family', meta.family, 'FAMILY');
+  if (!spec.arch && (meta.format === 'gguf' || (configJson && 'transformers_version' in configJson))) spec.arch = 'transformer';
+  return meta;
+}
+
+/** Loose comparison: case-insensitive; parameter sizes equal within 10% (`8B` vs `8.03B`). */
+function sameValue(key: string, a: string, b: string): boolean {
+  if (a.toLowerCase() === b.toLowerCase()) return true;
+  if (key === 'paramSize') {
+    const n = (s: string) => {
+      const m = /^([\d.]+)\s*([kmbtq]?)$/i.exec(s.trim());
+      if (!m) return NaN;
+      const scale = { '': 1, k: 1e3, m: 1e6, b: 1e9, t: 1e12, q: 1e15 }[m[2].toLowerCase() as 'k'] ?? 1;
+      return Number(m[1]) * scale;
+    };
+    const x = n(a);
+    const y = n(b);
+    return Number.isFinite(x) && Number.isFinite(y) && Math.abs(x - y) <= 0.1 * Math.max(x, y);
+  }
+  if (key === 'precision') return a.toLowerCase().split(',').sort().join() === b.toLowerCase().split(',').sort().join();
+  return false;
 }
 
 /** `descriptor.createdAt`: SOURCE_DATE_EPOCH (seconds precision) when given, else now. */
@@ -228,14 +326,16 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const configBlob = await store.putBytes(configBytes);
   const manifestBytes = Buffer.from(JSON.stringify(manifest));
   const m = await store.putBytes(manifestBytes);
-  await store.tag(prep.name, { mediaType: MT_OCI_MANIFEST, digest: m.digest, size: m.size, artifactType: manifest.artifactType });
+  const tagDesc: Descriptor = { mediaType: MT_OCI_MANIFEST, digest: m.digest, size: m.size };
+  if (manifest.artifactType) tagDesc.artifactType = manifest.artifactType;
+  await store.tag(prep.name, tagDesc);
 
   return {
     reference: prep.name,
     digest: m.digest,
     size: m.size + configBlob.size + built.reduce((a, b) => a + b.desc.size, 0),
     mediaType: MT_OCI_MANIFEST,
-    artifactType: manifest.artifactType!,
+    artifactType: manifest.artifactType ?? manifest.config.mediaType,
     config: configBlob,
     layers: builtLayers(family, built),
     warnings: prep.warnings,

@@ -7,6 +7,7 @@ import { HashingStream } from '../oci/digest.js';
 import { ANN_TITLE, annotationKeys, layerMediaType, type IdFamily, type LayerKind } from '../oci/media-types.js';
 import type { Descriptor, FileMetadata } from '../oci/types.js';
 import type { LocalStore } from '../content/local-store.js';
+import { dockerLayerMediaType } from '../formats/docker.js';
 import type { FileKind } from '../modelfile/index.js';
 import type { SourceEntry } from './sources.js';
 import { cmpBytes } from './sources.js';
@@ -37,6 +38,8 @@ export function rfc3339Seconds(d: Date): string {
 
 export interface LayerOptions {
   family: IdFamily;
+  /** Docker model-runner layers (`--format docker`): Docker media types, ModelPack annotations. */
+  docker?: { ggufModel: boolean };
   raw: boolean;
   /** Fixed mtime (SOURCE_DATE_EPOCH), seconds; otherwise the file's own mtime is used. */
   sourceDateEpoch?: number;
@@ -58,6 +61,20 @@ export function fileMetadata(entry: SourceEntry, opts: LayerOptions): FileMetada
 export function layerDescriptor(entry: SourceEntry, blob: { digest: string; size: number }, opts: LayerOptions): Descriptor {
   const keys = annotationKeys(opts.family);
   const encoding = opts.raw && !entry.isDir ? 'raw' : 'tar';
+  if (opts.docker) {
+    // Docker model-runner: Docker layer types, the ModelPack annotation keys and `untested: false` (peer-formats §2.3)
+    return {
+      mediaType: dockerLayerMediaType(entry.relPath, opts.docker.ggufModel),
+      digest: blob.digest,
+      size: blob.size,
+      annotations: {
+        [keys.filepath]: entry.relPath,
+        [keys.fileMetadata]: JSON.stringify(fileMetadata(entry, opts)),
+        [keys.untested]: 'false',
+        [ANN_TITLE]: entry.relPath,
+      },
+    };
+  }
   return {
     mediaType: layerMediaType(layerKindOf(entry.kind), encoding, opts.family),
     digest: blob.digest,

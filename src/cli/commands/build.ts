@@ -1,7 +1,8 @@
+import { Option } from 'commander';
 import path from 'node:path';
 import type { CommandDefinition } from '../define.js';
 import { boolValue, positiveInt } from '../define.js';
-import { build, parseSourceDateEpoch, readModelfile, type BuildCommonOptions } from '../../build/builder.js';
+import { BUILD_FORMATS, build, parseSourceDateEpoch, readModelfile, type BuildCommonOptions } from '../../build/builder.js';
 import { remoteBuild } from '../../build/remote-build.js';
 import { addRemoteFlags, remoteOptions } from '../remote-flags.js';
 import { humanBytes } from '../output.js';
@@ -22,6 +23,8 @@ export const buildCommand: CommandDefinition = {
       .option('--source-revision <rev>', 'descriptor.revision (default: git HEAD of the context)')
       .option('--reasoning', 'set config.capabilities.reasoning = true')
       .option('--no-modelfile-annotation', 'do not store the Modelfile in the manifest annotation')
+      .addOption(new Option('--format <format>', 'output dialect').choices([...BUILD_FORMATS]).default('modelpack'))
+      .option('--no-infer', 'do not fill empty config fields from the GGUF/safetensors headers')
       .option('--output-remote', 'push straight to the registry named by --target, reading each file once; nothing is stored locally');
     addRemoteFlags(cmd);
   },
@@ -38,6 +41,8 @@ export const buildCommand: CommandDefinition = {
       sourceURL: opts.sourceUrl,
       sourceRevision: opts.sourceRevision,
       reasoning: !!opts.reasoning,
+      format: opts.format,
+      noInfer: opts.infer === false,
       noModelfileAnnotation: opts.modelfileAnnotation === false,
       concurrency: opts.concurrency,
       signal: ctx.signal,
