@@ -177,7 +177,16 @@ export async function assembleArtifact(
   if (!opts.noModelfileAnnotation) {
     manifest.annotations = { [annotationKeys(prep.family).modelfile]: renderModelfile(prep.spec) };
   }
+  warnLargeManifest(manifest, prep.warn);
   return { configBytes, manifest, configDescriptor };
+}
+
+/** Registries cap manifests at 4 MiB (distribution answers 400 above it); say so at build time, not at push time. */
+function warnLargeManifest(manifest: Manifest, warn: (m: string) => void): void {
+  const size = Buffer.byteLength(JSON.stringify(manifest));
+  if (size > 4 * 1024 * 1024) {
+    warn(`the manifest is ${(size / 1024 / 1024).toFixed(1)} MiB with ${manifest.layers.length} layers; registries refuse manifests over 4 MiB — pack directories of small files as one tar layer each (e.g. "DOC docs" instead of "DOC docs/**")`);
+  }
 }
 
 /** Docker model-runner artifact: config v0.1 (GGUF) or v0.2 (layer per file) filled from the weight headers. */
@@ -196,6 +205,7 @@ function assembleDocker(prep: PreparedBuild, layers: Descriptor[], created: stri
   const configBytes = Buffer.from(JSON.stringify(body));
   const configDescriptor: Descriptor = { mediaType, digest: digestOf(configBytes), size: configBytes.length };
   const manifest: Manifest = { schemaVersion: 2, mediaType: MT_OCI_MANIFEST, config: configDescriptor, layers };
+  warnLargeManifest(manifest, prep.warn);
   return { configBytes, manifest, configDescriptor };
 }
 
