@@ -17,7 +17,7 @@ import path from 'node:path';
 import { pipeline, Transform, type Readable, type TransformCallback } from 'node:stream';
 import tarStream, { type Extract as TarExtract, type Header as TarHeader } from 'tar-stream';
 import { AbortedError, ModctlError, UnsafePathError, throwIfAborted } from '../errors.js';
-import { digestAlgorithm, VerifyingStream } from '../oci/digest.js';
+import { digestAlgorithm, isDigest, VerifyingStream } from '../oci/digest.js';
 import {
   ANN_ORAS_UNPACK,
   ANN_TITLE,
@@ -44,8 +44,34 @@ export interface ExtractOptions {
    * transfer fails or is interrupted; the next run re-hashes it and asks openBlob for the rest (offset > 0).
    */
   resumable?: boolean;
-  /** Optional: only layers for which this returns true are extracted. */
+  /**
+   * Optional: only layers for which this returns true are extracted. `path` is the layer's target path when `target`
+   * gives one, else its file path annotation.
+   */
   filter?: (layer: Descriptor, path: string | undefined) => boolean;
+  /**
+   * Optional per-layer instructions (how to decode, where to write) that replace what the descriptor's media type and
+   * annotations say; undefined for a layer = the descriptor decides. src/formats/normalize.ts maps every artifact
+   * dialect onto this, so the extractor itself needs no dialect knowledge.
+   */
+  target?: (layer: Descriptor) => LayerTarget | undefined;
+}
+
+/**
+ * Where one layer goes. Every path here is as untrusted as an annotation: it goes through the same safe-path checks
+ * (and is checked before anything is written).
+ */
+export interface LayerTarget {
+  encoding: LayerEncoding;
+  /** raw: the file's path. tar*: the directory the entries are unpacked under (default: the output root). */
+  path?: string;
+  /**
+   * tar*: every entry must be named `<stripPrefix>` or `<stripPrefix>/…` (anything else is refused); the prefix is
+   * removed before the name is joined with `path` (ORAS directories, oras-go `ensureBasePath`).
+   */
+  stripPrefix?: string;
+  /** tar*: digest of the decoded (uncompressed) tar stream, verified before anything is committed. */
+  contentDigest?: string;
 }
 
 /**
@@ -106,7 +132,8 @@ interface Ctx {
 /** Extract one layer (exported for extract-from-remote callers). */
 export async function extractLayer(layer: Descriptor, opts: ExtractOptions): Promise<ExtractedFile[]> {
   throwIfAborted(opts.signal);
-  if (opts.filter && !opts.filter(layer, layerFilepath(layer.annotations))) return [];
+  if (opts.filter && !opts.filter(layer, filterPath(layer, opts))) return [];
+  checkTarget(layer, opts);
   const root = path.resolve(opts.outputDir);
   await fsp.mkdir(root, { recursive: true });
   return extractOne(layer, { root, opts, signal: opts.signal, locks: new KeyedLock() });
@@ -114,9 +141,9 @@ export async function extractLayer(layer: Descriptor, opts: ExtractOptions): Pro
 
 export async function extractLayers(layers: Descriptor[], opts: ExtractOptions): Promise<ExtractResult> {
   throwIfAborted(opts.signal);
-  const selected = opts.filter ? layers.filter((l) => opts.filter!(l, layerFilepath(l.annotations))) : [...layers];
-  // Refuse unsupported layers before writing anything.
-  for (const l of selected) layerEncoding(l);
+  const selected = opts.filter ? layers.filter((l) => opts.filter!(l, filterPath(l, opts))) : [...layers];
+  // Refuse unsupported layers, and unsafe target paths, before writing anything.
+  for (const l of selected) checkTarget(l, opts);
   const root = path.resolve(opts.outputDir);
   await fsp.mkdir(root, { recursive: true });
 
@@ -158,17 +185,32 @@ export async function extractLayers(layers: Descriptor[], opts: ExtractOptions):
   };
 }
 
+function filterPath(layer: Descriptor, opts: ExtractOptions): string | undefined {
+  const t = opts.target?.(layer);
+  return t ? t.path : layerFilepath(layer.annotations);
+}
+
+/** The layer's encoding; for caller-given targets also the safety of their paths (throws before any IO). */
+function checkTarget(layer: Descriptor, opts: ExtractOptions): LayerEncoding {
+  const t = opts.target?.(layer);
+  if (!t) return layerEncoding(layer);
+  if (t.path !== undefined) normalizeEntryPath(t.path);
+  if (t.stripPrefix !== undefined) normalizeEntryPath(t.stripPrefix);
+  return t.encoding;
+}
+
 async function extractOne(layer: Descriptor, ctx: Ctx): Promise<ExtractedFile[]> {
   throwIfAborted(ctx.signal);
-  const enc = layerEncoding(layer);
-  return enc === 'raw' ? extractRaw(layer, ctx) : extractTar(layer, enc, ctx);
+  const t = ctx.opts.target?.(layer);
+  const enc = t ? t.encoding : layerEncoding(layer);
+  return enc === 'raw' ? extractRaw(layer, ctx, t) : extractTar(layer, enc, ctx, t);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Raw layers: one file named by the filepath annotation.
 
-async function extractRaw(layer: Descriptor, ctx: Ctx): Promise<ExtractedFile[]> {
-  const fp = layerFilepath(layer.annotations);
+async function extractRaw(layer: Descriptor, ctx: Ctx, target?: LayerTarget): Promise<ExtractedFile[]> {
+  const fp = target ? target.path : layerFilepath(layer.annotations);
   if (fp === undefined) {
     throw new ModctlError('E_NO_FILEPATH', `raw layer ${layer.digest} has no file path annotation`, {
       hint: 'expected org.cncf.model.filepath, org.cnai.model.filepath or org.opencontainers.image.title',
@@ -299,7 +341,9 @@ type TarOp =
   | { kind: 'dir'; rel: string; abs: string; mode: number; mtime?: Date; dead?: boolean }
   | { kind: 'skipped'; rel: string; dead?: boolean };
 
-async function extractTar(layer: Descriptor, enc: Exclude<LayerEncoding, 'raw'>, ctx: Ctx): Promise<ExtractedFile[]> {
+async function extractTar(layer: Descriptor, enc: Exclude<LayerEncoding, 'raw'>, ctx: Ctx, target?: LayerTarget): Promise<ExtractedFile[]> {
+  // Validated before the download starts: a hostile target directory or prefix is refused up front.
+  const names = new EntryNames(target?.path, target?.stripPrefix);
   await checkSpace(ctx.root, layer.size, layer);
   throwIfAborted(ctx.signal);
   const src = await ctx.opts.openBlob(layer);
@@ -317,8 +361,16 @@ async function extractTar(layer: Descriptor, enc: Exclude<LayerEncoding, 'raw'>,
     verified.destroy();
     throw e;
   }
+  if (target?.contentDigest !== undefined) {
+    if (isDigest(target.contentDigest)) {
+      // The decoded stream is read to its end below, so the check runs in the verifier's flush before any commit.
+      decoded = pipeline(decoded, new VerifyingStream(target.contentDigest, undefined, { what: `uncompressed content of layer ${layer.digest}` }), noop);
+    } else {
+      ctx.opts.onWarning?.(`layer ${layer.digest}: ignoring invalid content digest ${JSON.stringify(target.contentDigest)}`);
+    }
+  }
 
-  const tar = new TarLayer(layer, ctx);
+  const tar = new TarLayer(layer, ctx, names);
   let failed = false;
   let firstError: unknown;
   const fail = (e: unknown) => {
@@ -397,29 +449,32 @@ class TarLayer {
   constructor(
     private readonly layer: Descriptor,
     private readonly ctx: Ctx,
+    private readonly names: EntryNames,
   ) {}
 
   async handle(header: TarHeader, stream: AsyncIterable<unknown>): Promise<void> {
     const type = header.type ?? 'unknown';
-    if (type === 'directory' && isRootEntryPath(header.name)) {
+    const name = this.names.map(header.name);
+    if (type === 'directory' && name === undefined) {
       await drain(stream);
       return;
     }
-    const rel = normalizeEntryPath(header.name);
-    const abs = resolveEntryPath(this.ctx.root, header.name);
+    if (name === undefined) throw new UnsafePathError(header.name, 'names the output directory itself');
+    const rel = normalizeEntryPath(name);
+    const abs = resolveEntryPath(this.ctx.root, name);
     switch (type) {
       case 'file':
       case 'contiguous-file':
-        await this.file(header, rel, abs, stream);
+        await this.file(header, name, rel, abs, stream);
         break;
       case 'directory':
-        await this.dir(header, rel, abs);
+        await this.dir(header, name, rel, abs);
         break;
       case 'symlink':
-        await this.symlink(header, rel, abs);
+        await this.symlink(header, name, rel, abs);
         break;
       case 'link':
-        await this.hardlink(header, rel, abs);
+        await this.hardlink(header, name, rel, abs);
         break;
       default:
         this.ctx.opts.onWarning?.(`layer ${this.layer.digest}: skipping ${type} entry ${JSON.stringify(rel)}`);
@@ -428,8 +483,8 @@ class TarLayer {
     await drain(stream);
   }
 
-  private async file(header: TarHeader, rel: string, abs: string, stream: AsyncIterable<unknown>): Promise<void> {
-    await this.prepare(header.name, rel, 'file');
+  private async file(header: TarHeader, name: string, rel: string, abs: string, stream: AsyncIterable<unknown>): Promise<void> {
+    await this.prepare(name, rel, 'file');
     const st = await lstatOrUndefined(abs);
     const size = header.size ?? 0;
     if (st && (st.isDirectory() || (!this.ctx.opts.force && !(st.isFile() && st.size === size)))) {
@@ -467,8 +522,8 @@ class TarLayer {
     this.add({ kind: 'file', rel, abs, tmp, size: n, digest, mode, mtime: header.mtime, action: 'written' });
   }
 
-  private async dir(header: TarHeader, rel: string, abs: string): Promise<void> {
-    await this.prepare(header.name, rel, 'dir');
+  private async dir(header: TarHeader, name: string, rel: string, abs: string): Promise<void> {
+    await this.prepare(name, rel, 'dir');
     // At least rwx for the owner, so we can create the directory's contents (and extract again later).
     const mode = ((header.mode ?? DEFAULT_DIR_MODE) & PERM_MASK) | 0o700;
     const st = await lstatOrUndefined(abs);
@@ -476,17 +531,17 @@ class TarLayer {
       await fsp.mkdir(abs, { mode });
       this.createdDirs.push(abs);
     } else if (st.isSymbolicLink()) {
-      throw new UnsafePathError(header.name, 'a symlink exists where the archive has a directory');
+      throw new UnsafePathError(name, 'a symlink exists where the archive has a directory');
     } else if (!st.isDirectory()) {
       throw existsError(rel, this.ctx.root, st);
     }
     this.add({ kind: 'dir', rel, abs, mode, mtime: header.mtime });
   }
 
-  private async symlink(header: TarHeader, rel: string, abs: string): Promise<void> {
+  private async symlink(header: TarHeader, name: string, rel: string, abs: string): Promise<void> {
     const target = header.linkname ?? '';
-    checkLinkTarget(this.ctx.root, header.name, target, { isSymlink: (p) => this.isSymlink(p) });
-    await this.prepare(header.name, rel, 'symlink');
+    checkLinkTarget(this.ctx.root, name, target, { isSymlink: (p) => this.isSymlink(p) });
+    await this.prepare(name, rel, 'symlink');
     const st = await lstatOrUndefined(abs);
     let action: 'written' | 'kept' = 'written';
     if (st) {
@@ -496,9 +551,10 @@ class TarLayer {
     this.add({ kind: 'symlink', rel, abs, target, mtime: header.mtime, action });
   }
 
-  private async hardlink(header: TarHeader, rel: string, abs: string): Promise<void> {
-    const linkname = header.linkname ?? '';
-    const targetAbs = checkLinkTarget(this.ctx.root, header.name, linkname, { kind: 'hardlink' });
+  private async hardlink(header: TarHeader, name: string, rel: string, abs: string): Promise<void> {
+    // A hardlink's target is an archive path: it is mapped like the entry names.
+    const linkname = this.names.map(header.linkname ?? '') ?? header.linkname ?? '';
+    const targetAbs = checkLinkTarget(this.ctx.root, name, linkname, { kind: 'hardlink' });
     const targetRel = normalizeEntryPath(linkname);
     if (targetRel === rel) {
       this.ctx.opts.onWarning?.(`layer ${this.layer.digest}: ignoring hardlink ${JSON.stringify(rel)} to itself`);
@@ -506,9 +562,9 @@ class TarLayer {
     }
     const t = this.byRel.get(targetRel);
     if (!t || (t.kind !== 'file' && t.kind !== 'hardlink')) {
-      throw new UnsafePathError(`${header.name} -> ${linkname}`, 'hardlink target is not a file extracted earlier from this layer');
+      throw new UnsafePathError(`${name} -> ${linkname}`, 'hardlink target is not a file extracted earlier from this layer');
     }
-    await this.prepare(header.name, rel, 'hardlink');
+    await this.prepare(name, rel, 'hardlink');
     const st = await lstatOrUndefined(abs);
     let action: 'written' | 'kept' = 'written';
     if (st) {
@@ -622,6 +678,34 @@ class TarLayer {
       else out.push({ path: op.rel, size: op.size, digest: op.digest, action: op.action });
     }
     return out;
+  }
+}
+
+/**
+ * Tar entry name → name under the output root, for a layer unpacked under directory `dir` with `strip` removed from
+ * every entry (both from a LayerTarget, both checked here). Without either, names pass through unchanged. Returns
+ * undefined for names that stand for the output root itself.
+ */
+class EntryNames {
+  private readonly dir?: string;
+  private readonly strip?: string;
+
+  constructor(dir: string | undefined, strip: string | undefined) {
+    if (dir !== undefined) this.dir = normalizeEntryPath(dir);
+    if (strip !== undefined) this.strip = normalizeEntryPath(strip);
+  }
+
+  map(name: string): string | undefined {
+    if (this.dir === undefined && this.strip === undefined) return isRootEntryPath(name) ? undefined : name;
+    // Checked before any prefix is removed or added, so `/x`, `a/../b` and friends are refused as they are.
+    let rel = isRootEntryPath(name) ? '' : normalizeEntryPath(name);
+    if (this.strip !== undefined) {
+      if (rel === this.strip) rel = '';
+      else if (rel.startsWith(this.strip + '/')) rel = rel.slice(this.strip.length + 1);
+      else throw new UnsafePathError(name, `entry is outside ${this.strip}/, the directory this layer holds`);
+    }
+    const joined = this.dir === undefined ? rel : rel === '' ? this.dir : `${this.dir}/${rel}`;
+    return joined === '' ? undefined : joined;
   }
 }
 

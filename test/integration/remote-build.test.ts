@@ -328,7 +328,7 @@ test('build --output-remote to an unreachable registry fails with a clear messag
     env: { MODCTL_RETRY_ATTEMPTS: '1' },
   });
   assert.equal(r.code, 1);
-  assert.match(r.stderr, /^error: 127\.0\.0\.1:1: .*/);
+  assert.match(r.stderr, /^error: 127\.0\.0\.1:1: .*/m);
   assert.doesNotMatch(r.stderr, /\n\s+at /);
   assert.ok(!existsSync(path.join(store, 'blobs')));
 });

@@ -14,6 +14,7 @@ import { logoutCommand } from './logout.js';
 import { uploadCommand } from './upload.js';
 import { attachCommand } from './attach.js';
 import { fetchCommand } from './fetch.js';
+import { indexCreateCommand } from './index-cmd.js';
 import { modelfileGenerateCommand } from './modelfile.js';
 
 /** The single ordered list of commands (help lists them in this order). */
@@ -26,6 +27,7 @@ export const COMMANDS: CommandDefinition[] = [
   fetchCommand,
   extractCommand,
   inspectCommand,
+  indexCreateCommand,
   lsCommand,
   tagCommand,
   rmCommand,
