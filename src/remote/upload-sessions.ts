@@ -1,5 +1,5 @@
-import { promises as fsp } from 'node:fs';
-import { writeFileAtomic } from '../util/fs.js';
+import { mkdirSync, promises as fsp, renameSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 
 /** Sessions older than this are not worth asking about (registries purge idle uploads after hours to a week). */
 const MAX_AGE_MS = 24 * 60 * 60 * 1000;
@@ -11,7 +11,6 @@ const MAX_AGE_MS = 24 * 60 * 60 * 1000;
  */
 export class UploadSessions {
   private entries: Record<string, { location: string; at: number }> = {};
-  private writing: Promise<void> = Promise.resolve();
   private constructor(private readonly file: string) {}
 
   static async load(file: string): Promise<UploadSessions> {
@@ -48,10 +47,20 @@ export class UploadSessions {
     this.flush();
   }
 
-  /** Persist (serialised writes; the file only ever holds a complete JSON document). */
+  /**
+   * Persist now, synchronously: the newest Location must be on disk before the next request goes out, or a kill in
+   * between leaves a stale one (distribution answers 404 for a stale `_state`). The file is tiny; temp + rename keeps
+   * it a complete JSON document at every instant.
+   */
   flush(): Promise<void> {
-    const snapshot = JSON.stringify(this.entries);
-    this.writing = this.writing.then(() => writeFileAtomic(this.file, snapshot, 0o600)).catch(() => {});
-    return this.writing;
+    try {
+      mkdirSync(path.dirname(this.file), { recursive: true });
+      const tmp = `${this.file}.${process.pid}.tmp`;
+      writeFileSync(tmp, JSON.stringify(this.entries), { mode: 0o600 });
+      renameSync(tmp, this.file);
+    } catch {
+      // remembering sessions is an optimisation: a failure only costs the resume
+    }
+    return Promise.resolve();
   }
 }
