@@ -1,12 +1,12 @@
 import { readFileSync } from 'node:fs';
-import { Ajv2020 } from 'ajv/dist/2020.js';
-import addFormatsModule from 'ajv-formats';
+import { createRequire } from 'node:module';
+import type { Ajv2020 as Ajv2020Type } from 'ajv/dist/2020.js';
 import type { ModelConfig } from '../oci/types.js';
 import type { ModelfileSpec } from '../modelfile/index.js';
 import { ModctlError } from '../errors.js';
 
-// ajv-formats is CommonJS; its default export arrives wrapped under ESM interop.
-const addFormats = ((addFormatsModule as any).default ?? addFormatsModule) as (ajv: any) => void;
+// ajv is loaded on first use (it costs ~10 MB of heap that push/pull/extract never need); both packages are CommonJS.
+const require = createRequire(import.meta.url);
 
 let validator: ((data: unknown) => boolean) & { errors?: any[] | null };
 
@@ -18,6 +18,9 @@ export function configSchema(): object {
 /** Validate a config against the official schema; returns error strings (empty when valid). */
 export function validateConfig(config: unknown): string[] {
   if (!validator) {
+    const { Ajv2020 } = require('ajv/dist/2020.js') as { Ajv2020: typeof Ajv2020Type };
+    const formats = require('ajv-formats');
+    const addFormats = (formats.default ?? formats) as (ajv: unknown) => void;
     const ajv = new Ajv2020({ allErrors: true, strict: false });
     addFormats(ajv);
     validator = ajv.compile(configSchema()) as typeof validator;

@@ -69,7 +69,11 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
       json = !!g.json;
       debug = !!g.debug;
       const showProgress = g.progress !== false && !json && !!def.progressVerb;
-      if (showProgress) progress = new ProgressRenderer(io, io.stderr.isTTY ? 'tty' : 'plain', def.progressVerb!);
+      if (showProgress) {
+        const tty = !!io.stderr.isTTY;
+        const oraFn = tty ? (await import('ora')).default : undefined;
+        progress = new ProgressRenderer(io, tty ? 'tty' : 'plain', def.progressVerb!, 5000, oraFn);
+      }
       const c = colorFor(io.stderr, io.env, json);
       const storageDir = storageDirFrom(g, io.env);
       const ctx: CliContext = {

@@ -1,4 +1,4 @@
-import ora, { type Ora } from 'ora';
+import type { Ora } from 'ora';
 import type { ProgressEvent, ProgressFn } from '../util/progress.js';
 import { humanBytes } from './output.js';
 import type { CliIO } from './context.js';
@@ -31,6 +31,8 @@ export class ProgressRenderer {
     private readonly mode: 'tty' | 'plain',
     private readonly verb: string,
     private readonly plainIntervalMs = 5000,
+    /** ora, loaded by the caller only for a TTY (it is not needed, nor loaded, for plain output). */
+    private readonly ora?: typeof import('ora').default,
   ) {}
 
   readonly handle: ProgressFn = (ev: ProgressEvent) => {
@@ -67,8 +69,8 @@ export class ProgressRenderer {
 
   private ensureTimer(): void {
     if (this.timer) return;
-    if (this.mode === 'tty') {
-      this.spinner = ora({ stream: this.io.stderr as NodeJS.WritableStream, text: this.line(), discardStdin: false }).start();
+    if (this.mode === 'tty' && this.ora) {
+      this.spinner = this.ora({ stream: this.io.stderr as NodeJS.WritableStream, text: this.line(), discardStdin: false }).start();
       this.timer = setInterval(() => {
         if (this.spinner) this.spinner.text = this.line();
       }, 100);

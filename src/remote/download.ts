@@ -23,6 +23,7 @@ import type { ProgressFn } from '../util/progress.js';
 import { RegistryStatusError, shortDigest } from './errors.js';
 import { discard, headerValue } from './http.js';
 import { HashPool, InlineHasher, type Hasher } from './hasher.js';
+import { isTailHasher, type TailHashPool } from './tail-hasher.js';
 import { parseContentRange } from './range.js';
 import { retryDecision, sleep, type RetryDecision } from './retry.js';
 import type { RegistryClient } from './repository.js';
@@ -35,6 +36,8 @@ export interface DownloadOptions {
   signal?: AbortSignal;
   onProgress?: ProgressFn;
   hashPool?: HashPool;
+  /** Hash on worker threads that trail the writes (the default for big blobs; see tail-hasher.ts). */
+  tailPool?: TailHashPool;
 }
 
 export function assertBlobDescriptor(d: Descriptor, registry: string): void {
@@ -62,7 +65,18 @@ export async function downloadBlob(client: RegistryClient, store: LocalStore, re
       reported = pos;
     }
   };
-  const newHasher = (): Hasher => (opts.hashPool && size >= WORKER_HASH_MIN ? opts.hashPool.create(alg) : new InlineHasher(alg));
+  const newHasher = (): Hasher =>
+    opts.tailPool && size >= WORKER_HASH_MIN
+      ? opts.tailPool.create(partial, alg)
+      : opts.hashPool && size >= WORKER_HASH_MIN
+        ? opts.hashPool.create(alg)
+        : new InlineHasher(alg);
+  /** Writes up to `pos` are complete: report progress and let a trailing hasher read that far. */
+  const onWritten = (pos: number) => {
+    progressTo(pos);
+    if (isTailHasher(hasher)) hasher.durable(pos);
+  };
+  let hasher: Hasher = new InlineHasher(alg);
   // (inline hashing on 1 MiB buffers is the default; see copy.ts for why the worker is opt-in)
 
   const once = async (): Promise<void> => {
@@ -76,9 +90,12 @@ export async function downloadBlob(client: RegistryClient, store: LocalStore, re
       await fsp.rm(partial, { force: true });
       have = 0;
     }
-    let hasher = newHasher();
+    hasher = newHasher();
     try {
-      if (have > 0) await rehash(partial, have, hasher);
+      if (have > 0) {
+        if (isTailHasher(hasher)) hasher.durable(have);
+        else await rehash(partial, have, hasher);
+      }
       if (have > 0 && have === size) {
         const d = await hasher.digest();
         if (d === desc.digest) {
@@ -131,7 +148,7 @@ export async function downloadBlob(client: RegistryClient, store: LocalStore, re
       }
       const total = await writeBody(res.body, partial, start, size, hasher, (n) => {
         bytesDownloaded += n;
-      }, progressTo);
+      }, onWritten);
       if (total !== size) {
         await fsp.rm(partial, { force: true });
         throw new SizeMismatchError(size, total, `blob ${desc.digest}`);
@@ -210,7 +227,7 @@ function writeBody(
   onNetwork: (n: number) => void,
   progressTo: (pos: number) => void,
 ): Promise<number> {
-  return hasher instanceof InlineHasher
+  return hasher instanceof InlineHasher || isTailHasher(hasher)
     ? writeBodyDirect(body, file, start, size, hasher, onNetwork, progressTo)
     : writeBodyCoalesced(body, file, start, size, hasher, onNetwork, progressTo);
 }
@@ -230,7 +247,7 @@ async function writeBodyDirect(
   file: string,
   start: number,
   size: number,
-  hasher: InlineHasher,
+  hasher: Hasher,
   onNetwork: (n: number) => void,
   progressTo: (pos: number) => void,
 ): Promise<number> {

@@ -36,8 +36,8 @@ after(async () => {
   await reg?.stop();
 });
 
-function cli(args: string[]) {
-  return runCli(args, { env: { MODCTL_RETRY_BASE_MS: '5' } });
+function cli(args: string[], env: NodeJS.ProcessEnv = {}) {
+  return runCli(args, { env: { MODCTL_RETRY_BASE_MS: '5', ...env } });
 }
 
 function storedBlob(store: string): Buffer {
@@ -51,16 +51,21 @@ function assertStoreClean(store: string) {
   }
 }
 
+const HASHING: Array<[string, NodeJS.ProcessEnv]> = [
+  ['inline hashing', {}],
+  ['trailing hash workers', { MODCTL_HASH_TAIL: '1' }],
+];
+for (const [mode, env] of HASHING)
 for (const fault of [
   { kind: 'truncate-after', bytes: 2_000_000 },
   { kind: 'reset-after', bytes: 3_000_000 },
 ] as const) {
-  test(`pull survives a ${fault.kind} in the middle of a blob and stores verified content`, async () => {
+  test(`pull survives a ${fault.kind} in the middle of a blob and stores verified content (${mode})`, async () => {
     const store = tmpDir();
     proxy.requests.length = 0;
     proxy.setPlan({ match: { method: 'GET', path: /\/blobs\/sha256:/ }, times: 1, fault });
     try {
-      const r = await cli(['--storage-dir', store, 'pull', '--plain-http', ref]);
+      const r = await cli(['--storage-dir', store, 'pull', '--plain-http', ref], env);
       assert.equal(r.code, 0, r.stderr);
     } finally {
       proxy.setPlan();
@@ -71,12 +76,13 @@ for (const fault of [
   });
 }
 
-test('pull rejects a blob whose bytes do not match its digest: never stored, no partial kept', async () => {
+for (const [mode, env] of HASHING)
+test(`pull rejects a blob whose bytes do not match its digest: never stored, no partial kept (${mode})`, async () => {
   const store = tmpDir();
   proxy.setPlan({ match: { method: 'GET', path: new RegExp(bigDigest) }, times: 100, fault: { kind: 'corrupt', atByte: 4242 } });
   let r;
   try {
-    r = await cli(['--storage-dir', store, 'pull', '--plain-http', ref]);
+    r = await cli(['--storage-dir', store, 'pull', '--plain-http', ref], env);
   } finally {
     proxy.setPlan();
   }
@@ -88,7 +94,8 @@ test('pull rejects a blob whose bytes do not match its digest: never stored, no 
   assert.deepEqual(idx.manifests, [], 'nothing tagged');
 });
 
-test('a pull killed with SIGKILL resumes from its partial file with a Range request', async () => {
+for (const [mode, env] of HASHING)
+test(`a pull killed with SIGKILL resumes from its partial file with a Range request (${mode})`, async () => {
   const store = tmpDir();
   proxy.setPlan({ match: { method: 'GET', path: new RegExp(bigDigest) }, times: 100, fault: { kind: 'trickle', bytesPerSec: 2 * 1024 * 1024 } });
   const child = spawn(process.execPath, [BIN, '--storage-dir', store, 'pull', '--plain-http', ref], { stdio: 'ignore' });
@@ -101,7 +108,7 @@ test('a pull killed with SIGKILL resumes from its partial file with a Range requ
   const have = statSync(partial).size;
   assert.ok(have > 0 && have < BIG, `partial has ${have} bytes`);
   proxy.requests.length = 0;
-  const r = await cli(['--json', '--storage-dir', store, 'pull', '--plain-http', ref]);
+  const r = await cli(['--json', '--storage-dir', store, 'pull', '--plain-http', ref], env);
   assert.equal(r.code, 0, r.stderr);
   const get = proxy.requests.find((q) => q.method === 'GET' && q.path.includes(bigDigest));
   assert.ok(get?.range, 'resumed with a Range request');
