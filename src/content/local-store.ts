@@ -110,6 +110,16 @@ export class LocalStore {
     return createReadStream(this.blobPath(digest), { start: opts.start, highWaterMark: 1 << 20 });
   }
 
+  /** Like openBlob, but a missing blob is a clear NotFoundError instead of a raw ENOENT from the stream. */
+  async openExistingBlob(digest: string): Promise<Readable> {
+    if (!(await this.statBlob(digest))) {
+      throw new NotFoundError(`blob ${digest} is missing from the local store`, {
+        hint: 'the stored artifact is incomplete (deleted or pruned blobs); pull or build it again',
+      });
+    }
+    return this.openBlob(digest);
+  }
+
   /** Read a small blob (manifest/config) into memory, capped. */
   async readBlob(digest: string, max = MAX_MANIFEST_BYTES): Promise<Buffer> {
     const p = this.blobPath(digest);

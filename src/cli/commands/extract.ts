@@ -84,7 +84,7 @@ export async function extractStoredModel(
     onProgress: (ev) => ctx.progress({ type: 'advance', id: ev.layer.digest, bytes: ev.bytes }),
     openBlob: async (layer) => {
       ctx.progress({ type: 'start', id: layer.digest, label: input.label(layer), total: layer.size });
-      return store.openBlob(layer.digest);
+      return store.openExistingBlob(layer.digest);
     },
   });
   return input.skipped.length ? { ...res, skipped: input.skipped.map((s) => s.layer.digest) } : res;
