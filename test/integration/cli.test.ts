@@ -76,3 +76,22 @@ test('SIGINT during a long build exits 130 and leaves no temp files', async () =
   const index = JSON.parse((await import('node:fs')).readFileSync(path.join(store, 'index.json'), 'utf8'));
   assert.deepEqual(index.manifests, [], 'nothing tagged');
 });
+
+test('extract names a blob that is missing from the store instead of failing as a bug', async () => {
+  const { mkdtempSync, writeFileSync, rmSync, readFileSync } = await import('node:fs');
+  const os = await import('node:os');
+  const ctx = mkdtempSync(path.join(os.tmpdir(), 'modctl-ctx-'));
+  writeFileSync(path.join(ctx, 'w.bin'), 'weights');
+  writeFileSync(path.join(ctx, 'Modelfile'), 'MODEL w.bin\n');
+  const store = tmpDir();
+  let r = await runCli(['--json', '--storage-dir', store, 'build', '-t', 'example.com/miss:v1', '-f', path.join(ctx, 'Modelfile'), ctx]);
+  assert.equal(r.code, 0, r.stderr);
+  const digest: string = JSON.parse(r.stdout).layers[0].digest;
+  rmSync(path.join(store, 'blobs/sha256', digest.slice(7)), { force: true });
+  r = await runCli(['--storage-dir', store, 'extract', 'example.com/miss:v1', '--output', path.join(tmpDir(), 'o')]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, new RegExp(`blob ${digest} is missing from the local store`));
+  assert.doesNotMatch(r.stderr, /bug/);
+  rmSync(ctx, { recursive: true, force: true });
+  void readFileSync;
+});
