@@ -64,7 +64,7 @@ export function openRemoteBlob(client: RegistryClient, repo: string, desc: Descr
     await sleep(d.delayMs, opts.signal);
   };
 
-    // 256 KiB buffers: measured the same speed as 1 MiB for 2 GiB extract-from-remote, with ~15 MB less peak RSS
+  // 256 KiB buffers: measured the same speed as 1 MiB for 2 GiB extract-from-remote, with ~15 MB less peak RSS
   return new Readable({
     highWaterMark: 256 * 1024,
     async read() {
