@@ -15,7 +15,6 @@ import { mapLimit } from '../util/limit.js';
 import type { ProgressFn } from '../util/progress.js';
 import { assertBlobDescriptor, downloadBlob } from './download.js';
 import { shortDigest } from './errors.js';
-import { HashPool } from './hasher.js';
 import { TailHashPool } from './tail-hasher.js';
 import { RegistryClient, type FetchedManifest, type RemoteOptions } from './repository.js';
 
@@ -258,15 +257,12 @@ export async function pullArtifact(store: LocalStore, ref: Reference, opts: Tran
   const concurrency = opts.concurrency ?? DEFAULT_CONCURRENCY;
   const repo = ref.repository;
   const client = new RegistryClient(ref.registry, { ...opts, concurrency });
-  // Hashing runs inline on 1 MiB buffers by default. A worker thread (MODCTL_HASH_WORKER=1) overlaps hashing with
-  // socket reads, but on the 2-core reference machine it measured slower in the median (4.7 s vs 4.0 s for 2 GiB
-  // from a local 2.8 registry) and costs ~15 MB more RSS against the 150 MB budget, so it is opt-in.
+  // Hashing runs inline, on the chunks as they arrive, by default.
   const env = opts.env ?? process.env;
-  const hashPool = env.MODCTL_HASH_WORKER === '1' ? new HashPool() : undefined;
   // MODCTL_HASH_TAIL=1: trailing hash workers re-read each partial file behind the writes (tail-hasher.ts), so
   // receiving and hashing use separate cores. Measured on the 2-core reference machine (2 GiB, local registry, 4
   // alternating runs): 2.62 s vs 2.88 s inline, but peak RSS 170 MB vs 149 MB against the 150 MB budget — opt-in.
-  const tailPool = !hashPool && env.MODCTL_HASH_TAIL === '1' ? new TailHashPool() : undefined;
+  const tailPool = env.MODCTL_HASH_TAIL === '1' ? new TailHashPool() : undefined;
   const progress = opts.onProgress;
   try {
     const root = await client.getManifest(repo, ref.digest ?? ref.tag ?? 'latest');
@@ -288,7 +284,7 @@ export async function pullArtifact(store: LocalStore, ref: Reference, opts: Tran
         progress?.({ type: 'done', id: d.digest, skipped: true });
         return;
       }
-      const r = await downloadBlob(client, store, repo, d, { signal, onProgress: progress, hashPool, tailPool });
+      const r = await downloadBlob(client, store, repo, d, { signal, onProgress: progress, tailPool });
       result.blobsFetched++;
       result.bytesDownloaded += r.bytesDownloaded;
       progress?.({ type: 'done', id: d.digest });
@@ -301,7 +297,6 @@ export async function pullArtifact(store: LocalStore, ref: Reference, opts: Tran
     if (opts.signal?.aborted) throw new AbortedError();
     throw e;
   } finally {
-    await hashPool?.close();
     await tailPool?.close();
     await client.close();
   }

@@ -9,8 +9,7 @@
  *   more than 2 MiB per blob wait for the disk, so memory does not grow with blob size. (Measured on 2 GiB from a
  *   local registry: sys time 4.3 s → 1.4 s and ~35 % less wall than coalescing into our own 1 MiB buffers, whose
  *   extra copy and the stream's concatenating read() page-faulted fresh memory for every byte.)
- *   With the hashing worker (MODCTL_HASH_WORKER=1) chunks are still coalesced into a fixed set of 1 MiB buffers that
- *   travel to the worker after their write.
+ *   With MODCTL_HASH_TAIL=1 the same write path runs and trailing workers hash the file behind it (tail-hasher.ts).
  */
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
@@ -22,7 +21,7 @@ import type { LocalStore } from '../content/local-store.js';
 import type { ProgressFn } from '../util/progress.js';
 import { RegistryStatusError, shortDigest } from './errors.js';
 import { discard, headerValue } from './http.js';
-import { HashPool, InlineHasher, type Hasher } from './hasher.js';
+import { InlineHasher, type Hasher } from './hasher.js';
 import { isTailHasher, type TailHashPool } from './tail-hasher.js';
 import { parseContentRange } from './range.js';
 import { retryDecision, sleep, type RetryDecision } from './retry.js';
@@ -35,8 +34,7 @@ const WORKER_HASH_MIN = 16 * 1024 * 1024;
 export interface DownloadOptions {
   signal?: AbortSignal;
   onProgress?: ProgressFn;
-  hashPool?: HashPool;
-  /** Hash on worker threads that trail the writes (the default for big blobs; see tail-hasher.ts). */
+  /** Hash big blobs on worker threads that trail the writes (MODCTL_HASH_TAIL=1; see tail-hasher.ts). */
   tailPool?: TailHashPool;
 }
 
@@ -66,11 +64,7 @@ export async function downloadBlob(client: RegistryClient, store: LocalStore, re
     }
   };
   const newHasher = (): Hasher =>
-    opts.tailPool && size >= WORKER_HASH_MIN
-      ? opts.tailPool.create(partial, alg)
-      : opts.hashPool && size >= WORKER_HASH_MIN
-        ? opts.hashPool.create(alg)
-        : new InlineHasher(alg);
+    opts.tailPool && size >= WORKER_HASH_MIN ? opts.tailPool.create(partial, alg) : new InlineHasher(alg);
   /** Writes up to `pos` are complete: report progress and let a trailing hasher read that far. */
   const onWritten = (pos: number) => {
     progressTo(pos);
@@ -227,9 +221,7 @@ function writeBody(
   onNetwork: (n: number) => void,
   progressTo: (pos: number) => void,
 ): Promise<number> {
-  return hasher instanceof InlineHasher || isTailHasher(hasher)
-    ? writeBodyDirect(body, file, start, size, hasher, onNetwork, progressTo)
-    : writeBodyCoalesced(body, file, start, size, hasher, onNetwork, progressTo);
+  return writeBodyDirect(body, file, start, size, hasher, onNetwork, progressTo);
 }
 
 /** Bytes gathered into one positional writev(). */
@@ -353,105 +345,3 @@ function dropBytes(bufs: Buffer[], off: number): Buffer[] {
   return out;
 }
 
-/** Buffers per blob in flight: one filling, the others being written or hashed. */
-const BUFFERS_PER_BLOB = 4;
-
-/**
- * Worker hashing: socket chunks are coalesced into a small fixed set of 1 MiB buffers; each full buffer is written
- * (positional write, several in flight) and then hashed in order; the hasher hands the buffer back for reuse.
- */
-async function writeBodyCoalesced(
-  body: Readable,
-  file: string,
-  start: number,
-  size: number,
-  hasher: Hasher,
-  onNetwork: (n: number) => void,
-  progressTo: (pos: number) => void,
-): Promise<number> {
-  const fh = await fsp.open(file, start === 0 ? 'w' : 'r+');
-  let pos = start;
-  let failure: unknown;
-  const free: Buffer[] = [];
-  let allocated = 0;
-  let wake: (() => void) | undefined;
-  let hashChain: Promise<void> = Promise.resolve();
-  const takeBuffer = async (): Promise<Buffer> => {
-    for (;;) {
-      if (failure) throw failure;
-      const b = free.pop();
-      if (b) return b;
-      if (allocated < BUFFERS_PER_BLOB) {
-        allocated++;
-        return Buffer.allocUnsafeSlow(BUF);
-      }
-      await new Promise<void>((r) => (wake = r));
-    }
-  };
-  const release = (b: Buffer) => {
-    free.push(b);
-    const w = wake;
-    wake = undefined;
-    w?.();
-  };
-  const fail = (e: unknown) => {
-    failure ??= e;
-    const w = wake;
-    wake = undefined;
-    w?.();
-  };
-  const flush = (buf: Buffer, len: number) => {
-    const at = pos;
-    pos += len;
-    if (pos > size) throw new SizeMismatchError(size, pos, 'blob');
-    const written = (async () => {
-      let off = 0;
-      while (off < len) {
-        const { bytesWritten } = await fh.write(buf, off, len - off, at + off);
-        off += bytesWritten;
-      }
-    })();
-    written.catch(() => {}); // observed through hashChain
-    // Hash strictly in order, and only after the bytes are on their way to disk (the buffer may be transferred).
-    hashChain = hashChain
-      .then(() => written)
-      .then(() => hasher.update(buf, len))
-      .then((back) => {
-        progressTo(at + len);
-        release(back.length === BUF ? back : Buffer.allocUnsafeSlow(BUF));
-      })
-      .catch(fail);
-  };
-  try {
-    if (start > 0) await fh.truncate(start);
-    let buf = await takeBuffer();
-    let fill = 0;
-    for await (const c of body) {
-      const chunk = c as Buffer;
-      onNetwork(chunk.length);
-      let off = 0;
-      while (off < chunk.length) {
-        const n = Math.min(BUF - fill, chunk.length - off);
-        chunk.copy(buf, fill, off, off + n);
-        fill += n;
-        off += n;
-        if (fill === BUF) {
-          flush(buf, fill);
-          buf = await takeBuffer();
-          fill = 0;
-        }
-      }
-    }
-    if (fill > 0) flush(buf, fill);
-    await hashChain;
-    if (failure) throw failure;
-    await fh.sync();
-    return pos;
-  } catch (e) {
-    body.destroy();
-    await hashChain.catch(() => {});
-    throw e;
-  } finally {
-    await fh.close();
-  }
-}

@@ -37,14 +37,14 @@ async function setup(t: Parameters<typeof tmpDir>[0], opts: ConstructorParameter
 }
 
 for (const worker of [false, true]) {
-  test(`pull: resumes a partial file with Range (206) after re-hashing it${worker ? ' (hashing worker)' : ''}`, async (t) => {
+  test(`pull: resumes a partial file with Range (206) after re-hashing it${worker ? ' (trailing hash workers)' : ''}`, async (t) => {
     const { reg, dir, agent, store } = await setup(t);
     const data = bytes(20 * MiB, 11); // above the worker-hash threshold
     const art = publish(reg, 'm/r', 'v1', [data]);
     const have = 7 * MiB + 5;
     await fsp.writeFile(store.partialPath(art.layers[0].digest), data.subarray(0, have));
     const opts = baseOpts(agent, dir);
-    if (worker) opts.env = { ...opts.env, MODCTL_HASH_WORKER: '1' };
+    if (worker) opts.env = { ...opts.env, MODCTL_HASH_TAIL: '1' };
     const r = await pullArtifact(store, parseReference(`${reg.host}/m/r:v1`), opts);
     assert.equal(r.blobsFetched, 2);
     const gets = reg.requests('GET', `/blobs/${art.layers[0].digest}`);
@@ -78,7 +78,7 @@ test('pull: a connection dropped mid-body is retried with Range from what reache
   assert.deepEqual(await fsp.readFile(store.blobPath(art.layers[0].digest)), data);
 });
 
-test('pull with the hashing worker rejects corrupt big blobs too', async (t) => {
+test('pull with trailing hash workers rejects corrupt big blobs too', async (t) => {
   const { reg, dir, agent, store } = await setup(t);
   const data = bytes(18 * MiB, 23);
   const art = publish(reg, 'm/w', 'v1', [data]);
@@ -86,7 +86,7 @@ test('pull with the hashing worker rejects corrupt big blobs too', async (t) => 
   evil[17 * MiB] ^= 1;
   reg.blobs.set(art.layers[0].digest, evil);
   const opts = baseOpts(agent, dir);
-  opts.env = { ...opts.env, MODCTL_HASH_WORKER: '1' };
+  opts.env = { ...opts.env, MODCTL_HASH_TAIL: '1' };
   await assert.rejects(pullArtifact(store, parseReference(`${reg.host}/m/w:v1`), opts), DigestMismatchError);
   assert.equal(await store.hasBlob(art.layers[0].digest), false);
 });
