@@ -70,7 +70,8 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
       debug = !!g.debug;
       const showProgress = g.progress !== false && !json && !!def.progressVerb;
       if (showProgress) {
-        const tty = !!io.stderr.isTTY;
+        // A spinner needs a real terminal width (ora loops clearing lines when `columns` is 0, e.g. under `script`).
+        const tty = !!io.stderr.isTTY && (io.stderr.columns ?? 0) >= 20;
         const oraFn = tty ? (await import('ora')).default : undefined;
         progress = new ProgressRenderer(io, tty ? 'tty' : 'plain', def.progressVerb!, 5000, oraFn);
       }

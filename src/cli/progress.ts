@@ -70,9 +70,9 @@ export class ProgressRenderer {
   private ensureTimer(): void {
     if (this.timer) return;
     if (this.mode === 'tty' && this.ora) {
-      this.spinner = this.ora({ stream: this.io.stderr as NodeJS.WritableStream, text: this.line(), discardStdin: false }).start();
+      this.spinner = this.ora({ stream: this.io.stderr as NodeJS.WritableStream, text: this.fit(this.line()), discardStdin: false }).start();
       this.timer = setInterval(() => {
-        if (this.spinner) this.spinner.text = this.line();
+        if (this.spinner) this.spinner.text = this.fit(this.line());
       }, 100);
     } else {
       this.timer = setInterval(() => {
@@ -83,6 +83,12 @@ export class ProgressRenderer {
       }, 500);
     }
     this.timer.unref();
+  }
+
+  /** One terminal row at most: the spinner redraws in place only when its text never wraps. */
+  private fit(text: string): string {
+    const width = Math.max(20, (this.io.stderr.columns ?? 80) - 3);
+    return text.length > width ? text.slice(0, width - 1) + '…' : text;
   }
 
   line(): string {

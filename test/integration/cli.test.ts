@@ -95,3 +95,26 @@ test('extract names a blob that is missing from the store instead of failing as 
   rmSync(ctx, { recursive: true, force: true });
   void readFileSync;
 });
+
+test('a TTY without a width (e.g. under `script`) gets plain progress, not a spinner that never finishes', { timeout: 20_000 }, async () => {
+  const { PassThrough } = await import('node:stream');
+  const { main } = await import('../../src/cli/main.js');
+  const { mkdtempSync, writeFileSync } = await import('node:fs');
+  const os = await import('node:os');
+  const ctx = mkdtempSync(path.join(os.tmpdir(), 'modctl-ctx-'));
+  writeFileSync(path.join(ctx, 'w.bin'), Buffer.alloc(1024, 1));
+  writeFileSync(path.join(ctx, 'Modelfile'), 'MODEL w.bin\n');
+  const stdout = new PassThrough();
+  const stderr = Object.assign(new PassThrough(), { isTTY: true, columns: 0 });
+  let err = '';
+  stderr.on('data', (c: Buffer) => (err += c.toString()));
+  stdout.resume();
+  const code = await main(['--storage-dir', tmpDir(), 'build', '-t', 'example.com/tty:v1', '-f', path.join(ctx, 'Modelfile'), ctx], {
+    stdout,
+    stderr,
+    env: { PATH: process.env.PATH, HOME: process.env.HOME },
+    cwd: () => process.cwd(),
+  });
+  assert.equal(code, 0, err);
+  assert.ok(!err.includes('\u001b[1A'), 'no cursor-up redraws');
+});
