@@ -134,6 +134,11 @@ test('htpasswd registry: login checks credentials, saves them 0600, push/pull us
   r = await cli(['logout', reg.host], env);
   assert.equal(r.code, 0, r.stderr);
   assert.equal(JSON.parse(readFileSync(cfgPath, 'utf8')).auths?.[reg.host], undefined);
+
+  // like modctl, a password piped to login is read without --password-stdin
+  r = await cli(['login', '--plain-http', reg.host, '-u', reg.username!], env, reg.password + '\n');
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(JSON.parse(readFileSync(cfgPath, 'utf8')).auths?.[reg.host]);
 });
 
 test('token-auth registry (ES256 JWT): push and pull with saved credentials; anonymous pull is refused', async () => {

@@ -31,7 +31,8 @@ export const loginCommand: CommandDefinition = {
     if (opts.password !== undefined) {
       ctx.warn('using --password on the command line exposes it to other users of this machine (process list, shell history); use --password-stdin');
       password = opts.password;
-    } else if (opts.passwordStdin) {
+    } else if (opts.passwordStdin || (ctx.io.stdin && !(ctx.io.stdin as { isTTY?: boolean }).isTTY)) {
+      // like modctl (whose --password-stdin defaults to true): a password piped in is read without the flag
       password = await readSecret(ctx.io.stdin);
     } else {
       throw new ModctlError('E_USAGE', 'no password given', { exitCode: 2, hint: `echo "$TOKEN" | modctl login ${args[0]} -u <user> --password-stdin` });
