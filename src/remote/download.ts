@@ -208,33 +208,18 @@ async function fsyncFile(file: string): Promise<void> {
   }
 }
 
-/**
- * Stream `body` into `file` from byte `start` (truncating there), feeding `hasher` in order. Fails as soon as more
- * than `size` bytes arrive. Returns the final length.
- */
-function writeBody(
-  body: Readable,
-  file: string,
-  start: number,
-  size: number,
-  hasher: Hasher,
-  onNetwork: (n: number) => void,
-  progressTo: (pos: number) => void,
-): Promise<number> {
-  return writeBodyDirect(body, file, start, size, hasher, onNetwork, progressTo);
-}
-
 /** Bytes gathered into one positional writev(). */
 const WRITE_BATCH = 512 * 1024;
 /** Bytes per blob handed to the disk but not yet written; above it the body is paused. */
 const MAX_WRITE_INFLIGHT = 2 * 1024 * 1024;
 
 /**
- * Inline hashing: socket chunks are hashed as they arrive (InlineHasher hashes synchronously inside update(), so the
- * chunk is free again at once) and written without copying — gathered into WRITE_BATCH-sized positional writev()
- * calls, several in flight, progress reported in file order as they complete.
+ * Stream `body` into `file` from byte `start` (truncating there); fails as soon as more than `size` bytes arrive and
+ * returns the final length. Socket chunks go to `hasher` as they arrive (InlineHasher hashes synchronously, so the
+ * chunk is free again at once; a trailing hasher ignores them) and are written without copying — gathered into
+ * WRITE_BATCH-sized positional writev() calls, several in flight, progress reported in file order as they complete.
  */
-async function writeBodyDirect(
+async function writeBody(
   body: Readable,
   file: string,
   start: number,
