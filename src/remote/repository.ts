@@ -269,16 +269,22 @@ export class RegistryClient {
 
   /** HEAD a blob: its size when present, undefined on 404. */
   async headBlob(repo: string, digest: string): Promise<{ size: number; digest?: string } | undefined> {
-    const operation = `check blob ${shortDigest(digest)}`;
-    const res = await this.request({ method: 'HEAD', url: this.blobUrl(repo, digest), operation, scopes: [this.pullScope(repo)] });
+    const headers = await this.head(this.blobUrl(repo, digest), `check blob ${shortDigest(digest)}`, [this.pullScope(repo)]);
+    if (!headers) return undefined;
+    const len = Number(headerValue(headers, 'content-length'));
+    return { size: Number.isFinite(len) ? len : -1, digest: headerValue(headers, 'docker-content-digest') };
+  }
+
+  /** HEAD: the response headers on 200, undefined on 404, a RegistryError otherwise. */
+  private async head(url: string, operation: string, scopes: string[], headers?: Record<string, string>): Promise<HttpResponse['headers'] | undefined> {
+    const res = await this.request({ method: 'HEAD', url, operation, scopes, headers });
     if (res.status === 404) {
       await discard(res);
       return undefined;
     }
     if (res.status !== 200) throw await this.fail(res, operation);
     await discard(res);
-    const len = Number(headerValue(res.headers, 'content-length'));
-    return { size: Number.isFinite(len) ? len : -1, digest: headerValue(res.headers, 'docker-content-digest') };
+    return res.headers;
   }
 
   /**
@@ -453,25 +459,15 @@ export class RegistryClient {
 
   /** HEAD a manifest: its digest (from DCD) when present, undefined on 404. */
   async headManifest(repo: string, reference: string): Promise<{ digest?: string; size?: number; mediaType?: string } | undefined> {
-    const operation = `check manifest ${repo}:${reference}`;
-    const res = await this.request({
-      method: 'HEAD',
-      url: this.manifestUrl(repo, reference),
-      operation,
-      scopes: [this.pullScope(repo)],
-      headers: { accept: MANIFEST_ACCEPT },
+    const headers = await this.head(this.manifestUrl(repo, reference), `check manifest ${repo}:${reference}`, [this.pullScope(repo)], {
+      accept: MANIFEST_ACCEPT,
     });
-    if (res.status === 404) {
-      await discard(res);
-      return undefined;
-    }
-    if (res.status !== 200) throw await this.fail(res, operation);
-    await discard(res);
-    const len = Number(headerValue(res.headers, 'content-length'));
+    if (!headers) return undefined;
+    const len = Number(headerValue(headers, 'content-length'));
     return {
-      digest: headerValue(res.headers, 'docker-content-digest'),
+      digest: headerValue(headers, 'docker-content-digest'),
       size: Number.isFinite(len) ? len : undefined,
-      mediaType: mediaTypeOf(headerValue(res.headers, 'content-type')),
+      mediaType: mediaTypeOf(headerValue(headers, 'content-type')),
     };
   }
 

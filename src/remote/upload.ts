@@ -131,19 +131,21 @@ export async function uploadBlob(
     return uploadOffsetFromRange(headerValue(res.headers, 'range'), 0);
   };
 
-  const finalize = async (): Promise<void> => {
-    const url = appendDigestQuery(session.location!, desc.digest);
+  /** Close the session: `PUT <location>&digest=` with the last bytes (monolithic: all of them) or none. */
+  const putDigest = async (length: number): Promise<void> => {
     const res = await client.request({
       method: 'PUT',
-      url,
+      url: appendDigestQuery(session.location!, desc.digest),
       operation,
       scopes,
-      headers: { 'content-type': 'application/octet-stream', 'content-length': '0' },
+      headers: { 'content-type': 'application/octet-stream', 'content-length': String(length) },
+      body: length > 0 ? () => body(0, length) : undefined,
       retry: false,
       signal,
     });
     await checkCommitted(res);
   };
+  const finalize = () => putDigest(0);
 
   const checkCommitted = async (res: HttpResponse): Promise<void> => {
     if (res.status < 200 || res.status > 299) throw await client.fail(res, operation);
@@ -157,20 +159,7 @@ export async function uploadBlob(
     }
   };
 
-  const monolithic = async (): Promise<void> => {
-    const url = appendDigestQuery(session.location!, desc.digest);
-    const res = await client.request({
-      method: 'PUT',
-      url,
-      operation,
-      scopes,
-      headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
-      body: () => body(0, size),
-      retry: false,
-      signal,
-    });
-    await checkCommitted(res);
-  };
+  const monolithic = () => putDigest(size);
 
   /** PATCH until the registry holds every byte; `chunk` = Infinity for the streamed style. */
   const patchAll = async (chunk: number): Promise<void> => {

@@ -4,12 +4,12 @@
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import tarStream from 'tar-stream';
 import { runCli } from '../support/run-cli.js';
-import { tmpDir } from '../support/tmp.js';
+import { tmpDir, listFiles } from '../support/tmp.js';
 import { startRegistry, type RegistryHandle } from '../support/registry.js';
 import { LocalStore } from '../../src/content/local-store.js';
 
@@ -352,16 +352,9 @@ function cli(args: string[]) {
   return runCli(args, { env: { MODCTL_RETRY_BASE_MS: '5' } });
 }
 
-function listAll(dir: string): string[] {
-  if (!existsSync(dir)) return [];
-  return readdirSync(dir, { recursive: true, withFileTypes: true })
-    .filter((e) => e.isFile())
-    .map((e) => path.relative(dir, path.join(e.parentPath ?? (e as any).path, e.name)).split(path.sep).join('/'))
-    .sort();
-}
 
 function assertTree(d: Dialect, out: string, names = Object.keys(d.files)) {
-  assert.deepEqual(listAll(out), [...names].sort(), `${d.name}: files in ${out}`);
+  assert.deepEqual(listFiles(out), [...names].sort(), `${d.name}: files in ${out}`);
   for (const n of names) assert.deepEqual(readFileSync(path.join(out, n)), d.files[n], `${d.name}: ${n}`);
 }
 
@@ -404,7 +397,7 @@ test('pull --extract-dir --extract-from-remote writes the same trees and stores 
     assert.equal(r.code, 0, `${d.name}: ${r.stderr}`);
     assertTree(d, out);
     assert.equal(JSON.parse(r.stdout).format, d.format);
-    assert.deepEqual(listAll(path.join(store, 'blobs')), [], `${d.name}: nothing stored`);
+    assert.deepEqual(listFiles(path.join(store, 'blobs')), [], `${d.name}: nothing stored`);
   }
 });
 
@@ -488,7 +481,7 @@ test('hostile mapped paths are refused by the extractor: nothing is written outs
       r = await cli(remote ? [...args, '--extract-from-remote'] : args);
       assert.equal(r.code, 1, `${c.name}: ${r.stdout}`);
       assert.match(r.stderr, /unsafe path/, c.name);
-      assert.deepEqual(listAll(parent), [], `${c.name}: nothing written`);
+      assert.deepEqual(listFiles(parent), [], `${c.name}: nothing written`);
     }
   }
 });
@@ -512,7 +505,7 @@ test('a KitOps layer whose digest differs from its Kitfile entry is refused', as
   const r = await cli(['pull', '--plain-http', ref, '--extract-dir', out, '--extract-from-remote']);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /KitOps layer .* is mapped to docs\[0\]/);
-  assert.deepEqual(listAll(out), []);
+  assert.deepEqual(listFiles(out), []);
 });
 
 test('an ORAS directory whose uncompressed tar does not match io.deis.oras.content.digest is refused', async () => {
@@ -530,5 +523,5 @@ test('an ORAS directory whose uncompressed tar does not match io.deis.oras.conte
   const r = await cli(['pull', '--plain-http', ref, '--extract-dir', out, '--extract-from-remote']);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /digest mismatch/i);
-  assert.deepEqual(listAll(out), [], 'nothing committed');
+  assert.deepEqual(listFiles(out), [], 'nothing committed');
 });

@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync, readdirSync, existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { runCli } from '../support/run-cli.js';
-import { tmpDir, writeTree } from '../support/tmp.js';
+import { tmpDir, writeTree, listFiles } from '../support/tmp.js';
 import { startRegistry, type RegistryHandle } from '../support/registry.js';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
 import { LocalStore } from '../../src/content/local-store.js';
@@ -58,13 +58,6 @@ function assertFiles(out: string, names: string[]) {
   }
 }
 
-function listAll(dir: string): string[] {
-  if (!existsSync(dir)) return [];
-  return readdirSync(dir, { recursive: true, withFileTypes: true })
-    .filter((e) => e.isFile())
-    .map((e) => path.relative(dir, path.join(e.parentPath ?? (e as any).path, e.name)))
-    .sort();
-}
 
 test('pull --extract-dir pulls into the store and extracts an identical tree', async () => {
   const store = tmpDir();
@@ -73,7 +66,7 @@ test('pull --extract-dir pulls into the store and extracts an identical tree', a
   assert.equal(r.code, 0, r.stderr);
   assertFiles(out, Object.keys(FILES));
   assert.equal(statSync(path.join(out, 'run.sh')).mode & 0o777, 0o755);
-  assert.ok(listAll(path.join(store, 'blobs')).length >= 7);
+  assert.ok(listFiles(path.join(store, 'blobs')).length >= 7);
 });
 
 test('pull --extract-from-remote writes the tree and stores nothing locally', async () => {
@@ -82,8 +75,8 @@ test('pull --extract-from-remote writes the tree and stores nothing locally', as
   const r = await cli(['--json', '--storage-dir', store, 'pull', '--plain-http', ref, '--extract-dir', out, '--extract-from-remote']);
   assert.equal(r.code, 0, r.stderr);
   assertFiles(out, Object.keys(FILES));
-  assert.deepEqual(listAll(path.join(store, 'blobs')), [], 'no blobs in the store');
-  assert.deepEqual(listAll(out), Object.keys(FILES).sort(), 'no temp or partial files left');
+  assert.deepEqual(listFiles(path.join(store, 'blobs')), [], 'no blobs in the store');
+  assert.deepEqual(listFiles(out), Object.keys(FILES).sort(), 'no temp or partial files left');
   // a second run keeps the identical files instead of downloading them again
   proxy.requests.length = 0;
   const again = await cli(['--json', '--storage-dir', store, 'pull', '--plain-http', ref, '--extract-dir', out, '--extract-from-remote']);
@@ -103,7 +96,7 @@ test('fetch downloads only matching files, each layer once; no match lists the p
   proxy.requests.length = 0;
   const r = await cli(['--json', 'fetch', '--plain-http', ref, '--output', out, '--patterns', '*.safetensors,model-00002*', '--patterns', 'tokenizer/**']);
   assert.equal(r.code, 0, r.stderr);
-  assert.deepEqual(listAll(out), ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors', 'tokenizer/tokenizer.json']);
+  assert.deepEqual(listFiles(out), ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors', 'tokenizer/tokenizer.json']);
   assertFiles(out, ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors', 'tokenizer/tokenizer.json']);
   const blobGets = proxy.requests.filter((q) => q.method === 'GET' && q.path.includes('/blobs/sha256:'));
   assert.equal(blobGets.length, 3, 'a layer matched by two patterns is fetched once');
@@ -163,7 +156,7 @@ test('a blob whose bytes do not match its digest is rejected: nothing under a fi
   }
   assert.equal(r.code, 1);
   assert.match(r.stderr, /digest mismatch/);
-  assert.deepEqual(listAll(out), []);
+  assert.deepEqual(listFiles(out), []);
   const store = tmpDir();
   proxy.setPlan({ match: { method: 'GET', path: /\/blobs\/sha256:/ }, times: 100, fault: { kind: 'corrupt', atByte: 10 } });
   try {
@@ -172,7 +165,7 @@ test('a blob whose bytes do not match its digest is rejected: nothing under a fi
     proxy.setPlan();
   }
   assert.equal(r.code, 1);
-  const blobs = listAll(path.join(store, 'blobs'));
+  const blobs = listFiles(path.join(store, 'blobs'));
   for (const b of blobs) {
     // only manifests/config may have landed; every stored blob must hash to its name
     const bytes = readFileSync(path.join(store, 'blobs', b));
@@ -213,7 +206,7 @@ test('SIGKILL during pull --extract-from-remote, then a rerun resumes from the b
   assertFiles(out, ['model-00001-of-00002.safetensors']);
   const get = proxy.requests.find((q) => q.method === 'GET' && q.path.includes('/blobs/sha256:'));
   assert.ok(get?.range && Number(/bytes=(\d+)-/.exec(get.range)?.[1]) >= have - 1, `resumed with a Range from ${have}: ${get?.range}`);
-  assert.deepEqual(listAll(out), ['model-00001-of-00002.safetensors'], 'the partial file is gone');
+  assert.deepEqual(listFiles(out), ['model-00001-of-00002.safetensors'], 'the partial file is gone');
 });
 
 test('SIGINT stops a transfer promptly with exit 130 and keeps the partial file for the next run', async () => {
@@ -255,5 +248,5 @@ test('a hostile artifact (filepath escaping the output dir) is refused before an
   r = await cli(['--storage-dir', tmpDir(), 'pull', '--plain-http', evilRef, '--extract-dir', out, '--extract-from-remote']);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /unsafe path/);
-  assert.deepEqual(listAll(parent), [], 'nothing written anywhere');
+  assert.deepEqual(listFiles(parent), [], 'nothing written anywhere');
 });

@@ -4,10 +4,10 @@
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { runCli } from '../support/run-cli.js';
-import { tmpDir } from '../support/tmp.js';
+import { tmpDir, listFiles } from '../support/tmp.js';
 import { startRegistry, type RegistryHandle } from '../support/registry.js';
 import { LocalStore } from '../../src/content/local-store.js';
 
@@ -83,16 +83,9 @@ function cli(args: string[]) {
   return runCli(args, { env: { MODCTL_RETRY_BASE_MS: '5' } });
 }
 
-function listAll(dir: string): string[] {
-  if (!existsSync(dir)) return [];
-  return readdirSync(dir, { recursive: true, withFileTypes: true })
-    .filter((e) => e.isFile())
-    .map((e) => path.relative(dir, path.join(e.parentPath ?? (e as any).path, e.name)).split(path.sep).join('/'))
-    .sort();
-}
 
 function assertVariantTree(out: string, v: (typeof VARIANTS)['q4']) {
-  assert.deepEqual(listAll(out), ['README.md', v.file].sort());
+  assert.deepEqual(listFiles(out), ['README.md', v.file].sort());
   assert.deepEqual(readFileSync(path.join(out, v.file)), v.bytes);
   assert.deepEqual(readFileSync(path.join(out, 'README.md')), README);
 }
@@ -148,7 +141,7 @@ test('pull --variant --extract-dir pulls and extracts only that variant', async 
   assert.equal(r.code, 0, r.stderr);
   assertVariantTree(out, VARIANTS.q8);
   // only the Q8_0 weights were downloaded; the reference is tagged to that variant locally
-  const blobs = listAll(path.join(store, 'blobs')).map((b) => 'sha256:' + path.basename(b));
+  const blobs = listFiles(path.join(store, 'blobs')).map((b) => 'sha256:' + path.basename(b));
   assert.ok(blobs.includes(sha(VARIANTS.q8.bytes)));
   assert.ok(!blobs.includes(sha(VARIANTS.q4.bytes)), 'the other variant was not downloaded');
   r = await cli(['--json', '--storage-dir', store, 'inspect', indexRef]);
@@ -164,7 +157,7 @@ test('fetch --variant picks the variant before matching patterns', async () => {
   const out = path.join(tmpDir(), 'out');
   const r = await cli(['--json', 'fetch', '--plain-http', indexRef, '--variant', 'quantization=Q4_K_M', '--variant', 'paramSize=1b', '--output', out, '--patterns', '*.gguf']);
   assert.equal(r.code, 0, r.stderr);
-  assert.deepEqual(listAll(out), [VARIANTS.q4.file]);
+  assert.deepEqual(listFiles(out), [VARIANTS.q4.file]);
   assert.deepEqual(readFileSync(path.join(out, VARIANTS.q4.file)), VARIANTS.q4.bytes);
   const res = JSON.parse(r.stdout);
   assert.equal(res.digest, indexDigest);
@@ -205,8 +198,8 @@ test('missing, ambiguous and absent variant selections are clear errors listing 
   assert.equal(r.code, 1);
   assert.match(r.stderr, /image index with 2 variants; pick one with --variant key=value/);
   assert.match(r.stderr, /Q4_K_M[\s\S]*Q8_0/);
-  assert.deepEqual(listAll(path.join(store, 'blobs')), [], 'nothing was downloaded');
-  assert.deepEqual(listAll(out), []);
+  assert.deepEqual(listFiles(path.join(store, 'blobs')), [], 'nothing was downloaded');
+  assert.deepEqual(listFiles(out), []);
 
   r = await cli(['pull', '--plain-http', indexRef, '--variant', 'quantization', '--extract-dir', out]);
   assert.equal(r.code, 2);
