@@ -16,7 +16,7 @@ import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline, Transform, type Readable, type TransformCallback } from 'node:stream';
 import tarStream, { type Extract as TarExtract, type Header as TarHeader } from 'tar-stream';
-import { AbortedError, ModctlError, UnsafePathError, throwIfAborted } from '../errors.js';
+import { AbortedError, DigestMismatchError, ModctlError, SizeMismatchError, UnsafePathError, throwIfAborted } from '../errors.js';
 import { digestAlgorithm, isDigest, VerifyingStream } from '../oci/digest.js';
 import {
   ANN_ORAS_UNPACK,
@@ -44,6 +44,12 @@ export interface ExtractOptions {
    * transfer fails or is interrupted; the next run re-hashes it and asks openBlob for the rest (offset > 0).
    */
   resumable?: boolean;
+  /**
+   * Optional fast path for raw files when `resumable`: receive the layer into `file` (keeping the bytes already there
+   * and fetching the rest), reporting the file position written so far; resolves with the digest and length of the
+   * whole file, or undefined when it does not apply (openBlob is used instead). The digest is checked here.
+   */
+  fetchToFile?: (layer: Descriptor, file: string, onProgress: (pos: number) => void) => Promise<{ digest: string; length: number } | undefined>;
   /**
    * Optional: only layers for which this returns true are extracted. `path` is the layer's target path when `target`
    * gives one, else its file path annotation.
@@ -249,6 +255,7 @@ async function writeRawFile(layer: Descriptor, abs: string, meta: { mode: number
   throwIfAborted(ctx.signal);
   const resumable = !!ctx.opts.resumable;
   const tmp = resumable ? partialPath(abs, layer.digest) : tempPath(abs);
+  if (resumable && ctx.opts.fetchToFile && (await fetchRawFile(layer, abs, tmp, meta, ctx))) return;
   // Resume: seed the hash with the bytes already on disk (a partial longer than the blob is stale: start over).
   let have = 0;
   let hash = createHash(digestAlgorithm(layer.digest));
@@ -302,6 +309,34 @@ async function writeRawFile(layer: Descriptor, abs: string, meta: { mode: number
       if (!keepPartial) await fsp.rm(tmp, { force: true }).catch(noop);
     }
   }
+}
+
+/** writeRawFile through `fetchToFile`: false when that path does not apply (nothing was written). */
+async function fetchRawFile(layer: Descriptor, abs: string, tmp: string, meta: { mode: number; mtime?: Date }, ctx: Ctx): Promise<boolean> {
+  // Only a regular file (or nothing) may sit under the partial name: the fetcher opens it without following links.
+  const st = await lstatOrUndefined(tmp);
+  if (st && !st.isFile()) await fsp.rm(tmp, { recursive: true, force: true });
+  let reported = 0;
+  const report = (pos: number) => {
+    if (pos > reported) {
+      ctx.opts.onProgress?.({ layer, bytes: pos - reported });
+      reported = pos;
+    }
+  };
+  const got = await ctx.opts.fetchToFile!(layer, tmp, report);
+  if (!got) return false;
+  if (got.length !== layer.size || got.digest !== layer.digest) {
+    // bytes that fail verification are worthless: do not resume from them
+    await fsp.rm(tmp, { force: true });
+    if (got.length !== layer.size) throw new SizeMismatchError(layer.size, got.length, `layer ${layer.digest}`);
+    throw new DigestMismatchError(layer.digest, got.digest, `layer ${layer.digest}`);
+  }
+  report(layer.size);
+  throwIfAborted(ctx.signal);
+  await fsp.chmod(tmp, meta.mode);
+  if (meta.mtime) await fsp.utimes(tmp, meta.mtime, meta.mtime);
+  await fsp.rename(tmp, abs);
+  return true;
 }
 
 /** Stable name of a resumable partial download next to its final path. */

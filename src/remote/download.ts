@@ -24,7 +24,8 @@ import { discard, headerValue } from './http.js';
 import { InlineHasher, type Hasher } from './hasher.js';
 import { isTailHasher, type TailHashPool } from './tail-hasher.js';
 import { parseContentRange } from './range.js';
-import { retryDecision, sleep, type RetryDecision } from './retry.js';
+import { sleep } from './retry.js';
+import { blobRetryDecision, fetchBlobResumable, usesFetchWorkers } from './fetch-blob.js';
 import type { RegistryClient } from './repository.js';
 
 const BUF = 1 << 20;
@@ -72,6 +73,34 @@ export async function downloadBlob(client: RegistryClient, store: LocalStore, re
   };
   let hasher: Hasher = new InlineHasher(alg);
   // (inline hashing on 1 MiB buffers is the default; see copy.ts for why the worker is opt-in)
+
+  if (!opts.tailPool && usesFetchWorkers(client, desc)) {
+    // The fast path: received, hashed and written on a fetch worker thread (fetch-core.ts).
+    let first = -1;
+    let last = 0;
+    const got = await fetchBlobResumable(client, repo, desc, {
+      file: partial,
+      signal,
+      onProgress: (pos) => {
+        if (first < 0) first = pos;
+        last = pos;
+        progressTo(pos);
+      },
+    });
+    if (got) {
+      if (got.length !== size) {
+        await fsp.rm(partial, { force: true });
+        throw new SizeMismatchError(size, got.length, `blob ${desc.digest}`);
+      }
+      if (got.digest !== desc.digest) {
+        await fsp.rm(partial, { force: true });
+        throw new DigestMismatchError(desc.digest, got.digest, 'blob');
+      }
+      await store.commitTemp(partial, desc.digest);
+      progressTo(size);
+      return { bytesDownloaded: Math.max(0, last - Math.max(0, first)) };
+    }
+  }
 
   const once = async (): Promise<void> => {
     let have = 0;
@@ -160,22 +189,13 @@ export async function downloadBlob(client: RegistryClient, store: LocalStore, re
     }
   };
 
-  const decide = (attempt: number, e: unknown): RetryDecision => {
-    if (e instanceof RegistryStatusError && e.status !== undefined) {
-      const ra = e.retryAfterMs !== undefined ? String(Math.ceil(e.retryAfterMs / 1000)) : undefined;
-      return retryDecision(client.policy, attempt, { status: e.status, retryAfter: ra });
-    }
-    if (e instanceof ModctlError && !(e instanceof RegistryError && e.code === 'E_REGISTRY_UNREACHABLE')) return { retry: false, reason: 'final' };
-    return retryDecision(client.policy, attempt, { error: e });
-  };
-
   for (let attempt = 1; ; attempt++) {
     try {
       await once();
       return { bytesDownloaded };
     } catch (e) {
       if (signal?.aborted || isAbortError(e)) throw new AbortedError();
-      const d = decide(attempt, e);
+      const d = blobRetryDecision(client.policy, attempt, e);
       if (!d.retry) throw e;
       // The partial file stays: the next attempt re-hashes it and resumes with Range.
       await sleep(d.delayMs, signal);

@@ -17,6 +17,7 @@ import { selectVariant, type VariantSelector } from '../formats/variants.js';
 import type { ProgressFn } from '../util/progress.js';
 import { RegistryClient, type RemoteOptions } from './repository.js';
 import { openRemoteBlob } from './blob-source.js';
+import { fetchBlobResumable, usesFetchWorkers } from './fetch-blob.js';
 import { discard, readCapped } from './http.js';
 import { shortDigest } from './errors.js';
 
@@ -164,6 +165,11 @@ export async function extractRemote(ref: Reference, opts: RemoteExtractOptions):
       resumable: true,
       target: input.target,
       onProgress: (ev) => advance(ev.layer, ev.bytes),
+      fetchToFile: async (layer, file, onPos) => {
+        if (!usesFetchWorkers(client, layer)) return undefined;
+        progress({ type: 'start', id: layer.digest, label: input.label(layer), total: layer.size });
+        return fetchBlobResumable(client, ref.repository, layer, { file, mode: 0o600, signal: opts.signal, onProgress: onPos, onRetry: opts.onWarning });
+      },
       openBlob: async (layer, offset = 0) => {
         progress({ type: 'start', id: layer.digest, label: input.label(layer), total: layer.size });
         return openRemoteBlob(client, ref.repository, layer, offset, { signal: opts.signal, onRetry: opts.onWarning });

@@ -4,9 +4,10 @@
  * policy from retry.ts; bodies come from factories so a replay reopens the file) over `send()` from http.ts.
  * Registry credentials are attached only to requests for the registry's own origin.
  */
-import type { Readable } from 'node:stream';
+import { readFileSync } from 'node:fs';
+import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import { AbortedError, AuthError, DigestMismatchError, RegistryError, throwIfAborted } from '../errors.js';
+import { AbortedError, AuthError, DigestMismatchError, RegistryError, SizeMismatchError, throwIfAborted } from '../errors.js';
 import { digestAlgorithm, digestOf, isDigest } from '../oci/digest.js';
 import { MANIFEST_MEDIA_TYPES, MT_OCI_INDEX, MT_OCI_MANIFEST, MT_DOCKER_LIST, MT_DOCKER_MANIFEST } from '../oci/media-types.js';
 import { registryHost } from '../oci/reference.js';
@@ -15,10 +16,12 @@ import { Authenticator } from './auth/client.js';
 import { getCredentials, type Credentials } from './auth/credentials.js';
 import { mergeScopes, repositoryScope } from './auth/scope.js';
 import { errorFromNetwork, errorFromResponse, shortDigest } from './errors.js';
-import { discard, headerValue, headerValues, mediaTypeOf, readCapped, send, TooManyRedirectsError, type HttpResponse } from './http.js';
+import { discard, headerValue, headerValues, MAX_REDIRECTS, mediaTypeOf, readCapped, send, TooManyRedirectsError, type HttpResponse } from './http.js';
 import { redactText } from './redact.js';
 import { retryDecision, retryPolicyFromEnv, sleep, type RetryPolicy } from './retry.js';
-import { createDispatcher, defaultUserAgent } from './transport.js';
+import { createDispatcher, defaultUserAgent, proxySettings } from './transport.js';
+import type { FetchHeaders, FetchJob } from './fetch-core.js';
+import { FetchPool } from './fetch-pool.js';
 import { parseLinkNext, resolveLocation, sameOrigin } from './url.js';
 import { uploadBlob, type UploadOptions, type UploadResult } from './upload.js';
 
@@ -90,6 +93,11 @@ export class RegistryClient {
   private readonly warned = new Set<string>();
   private scopeHints: string[] = [];
   private pinged?: Promise<void>;
+  /** Blob bodies go through fetch worker threads (fetch-core.ts) unless a dispatcher was injected or a proxy is set. */
+  readonly fastFetch: boolean;
+  private readonly tlsOptions: FetchJob['tls'];
+  private readonly fetchWorkers: number;
+  private fetchPool?: FetchPool;
 
   constructor(registry: string, opts: ClientOptions = {}) {
     this.registry = registry;
@@ -101,6 +109,10 @@ export class RegistryClient {
     this.userAgent = opts.userAgent ?? defaultUserAgent();
     this.signal = opts.signal;
     this.onWarning = opts.onWarning;
+    const proxy = proxySettings(this.env);
+    this.fastFetch = !opts.dispatcher && !proxy.httpProxy && !proxy.httpsProxy && this.env.MODCTL_FAST_FETCH !== '0';
+    this.tlsOptions = { rejectUnauthorized: !opts.insecure, ...(opts.caFile && this.fastFetch ? { ca: readFileSync(opts.caFile, 'utf8') } : {}) };
+    this.fetchWorkers = Math.max(1, Math.min(opts.concurrency ?? 5, Number(this.env.MODCTL_FETCH_WORKERS) || 4));
     const fixed = opts.credentials;
     this.auth = new Authenticator({
       registry,
@@ -137,6 +149,8 @@ export class RegistryClient {
 
   /** Close the dispatcher if we created it. Waits at most 2 s for idle sockets, then destroys. */
   async close(): Promise<void> {
+    await this.fetchPool?.close();
+    this.fetchPool = undefined;
     if (!this.ownsDispatcher) return;
     let timer: NodeJS.Timeout | undefined;
     const closing = this.dispatcher.close().catch(() => {});
@@ -306,6 +320,81 @@ export class RegistryClient {
     });
     if (res.status !== 200 && res.status !== 206) throw await this.fail(res, operation);
     return res;
+  }
+
+  /**
+   * Receive a blob into `file` on a fetch worker thread (fetch-core.ts), with this client's auth and redirect rules:
+   * a 401 from the registry is answered with credentials (at most two rounds), redirects are followed (at most 10,
+   * Range kept, Authorization never sent off the registry's origin). With `offset > 0` the bytes of `file` up to
+   * `offset` are kept and the rest asked for with Range. Returns:
+   * - done: the digest of the whole file and its length (a 200 to a ranged request restarted it at 0);
+   * - range-mismatch: a 206 for another range than asked (nothing written; start over from 0);
+   * - unsupported: a body framing the worker does not read (nothing written; use getBlob).
+   * Throws the typed registry error for any other status, and an Error with the socket's code for transport
+   * failures (bytes received before them stay in `file`).
+   */
+  async fetchBlobToFile(
+    repo: string,
+    digest: string,
+    o: { file: string; offset: number; size: number; mode?: number; signal?: AbortSignal; onProgress?: (pos: number) => void },
+  ): Promise<{ kind: 'done'; digest: string; length: number } | { kind: 'range-mismatch' } | { kind: 'unsupported'; reason: string }> {
+    const operation = `pull blob ${shortDigest(digest)}`;
+    const signal = o.signal ?? this.signal;
+    await this.ping();
+    let scopes = mergeScopes(this.scopeHints, [this.pullScope(repo)]);
+    const origin = new URL(this.baseUrl).origin;
+    let url = this.blobUrl(repo, digest);
+    let offRegistry = false;
+    let authRounds = 0;
+    for (let hop = 0; ; ) {
+      throwIfAborted(signal);
+      const toRegistry = !offRegistry && sameOrigin(url, origin);
+      const authz = toRegistry ? await this.auth.authorization(scopes) : undefined;
+      const headers: Record<string, string> = { 'user-agent': this.userAgent, accept: '*/*' };
+      if (o.offset > 0) headers.range = `bytes=${o.offset}-`;
+      if (authz) headers.authorization = authz;
+      this.fetchPool ??= new FetchPool(this.fetchWorkers);
+      const out = await this.fetchPool.run(
+        { url, headers, tls: this.tlsOptions, file: o.file, offset: o.offset, size: o.size, alg: digestAlgorithm(digest), mode: o.mode, preallocate: true, directIo: this.env.MODCTL_DIRECT_IO !== '0' },
+        { signal, onProgress: o.onProgress },
+      );
+      if (out.kind === 'done') return { kind: 'done', digest: out.digest, length: out.length };
+      if (out.kind === 'unsupported') return out;
+      if (out.kind === 'failed') {
+        if (out.name === 'AbortError' || signal?.aborted) throw new AbortedError();
+        if (out.code === 'E_SIZE_MISMATCH') throw new SizeMismatchError(o.size, out.actual ?? -1, `blob ${digest}`);
+        const e = Object.assign(new Error(out.message), { code: out.code });
+        throw out.local ? e : errorFromNetwork(this.registry, operation, e, url);
+      }
+      const res: HttpResponse = {
+        status: out.status,
+        headers: out.headers as HttpResponse['headers'],
+        body: Readable.from([Buffer.from(out.body)]) as unknown as HttpResponse['body'],
+        url,
+        method: 'GET',
+        sentHeaders: headers,
+      };
+      this.collectWarnings(res);
+      if (out.status === 206) return { kind: 'range-mismatch' };
+      if (out.status === 401 && toRegistry && authRounds < 2) {
+        const next = await this.auth.onUnauthorized(headerValues(res.headers, 'www-authenticate'), scopes, authz);
+        if (next) {
+          authRounds++;
+          scopes = next;
+          continue;
+        }
+      }
+      const location = fetchHeader(out.headers, 'location');
+      if ([301, 302, 303, 307, 308].includes(out.status) && location) {
+        if (++hop > MAX_REDIRECTS) throw new RegistryError(this.registry, operation, `more than ${MAX_REDIRECTS} redirects`);
+        const next = resolveLocation(location, url);
+        // Credentials are bound to the registry's origin; once off it they are not sent again on this transfer.
+        if (!sameOrigin(next, origin)) offRegistry = true;
+        url = next;
+        continue;
+      }
+      throw await this.fail(res, operation);
+    }
   }
 
   /**
@@ -522,3 +611,7 @@ function chunkMin(res: HttpResponse): number | undefined {
   return Number.isSafeInteger(v) && v > 0 ? v : undefined;
 }
 
+function fetchHeader(h: FetchHeaders, name: string): string | undefined {
+  const v = h[name];
+  return Array.isArray(v) ? v[0] : v;
+}

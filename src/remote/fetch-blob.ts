@@ -1,0 +1,105 @@
+/**
+ * One resumable, verified blob-to-file transfer on the fetch workers, shared by pull (into the store's partial file)
+ * and remote extraction (into the output tree's partial file): the bytes already in `file` are kept and the rest
+ * asked for with Range; transport failures and retryable statuses are retried under the client's policy, each time
+ * from what reached the disk; a complete partial is verified without a request. The caller checks the digest it is
+ * given against the descriptor and decides what to do with the file.
+ */
+import { promises as fsp, createReadStream } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { AbortedError, ModctlError, RegistryError, isAbortError } from '../errors.js';
+import { digestAlgorithm } from '../oci/digest.js';
+import type { Descriptor } from '../oci/types.js';
+import { RegistryStatusError, shortDigest } from './errors.js';
+import type { RegistryClient } from './repository.js';
+import { retryDecision, sleep, type RetryDecision, type RetryPolicy } from './retry.js';
+
+/** Blobs smaller than this go through the keep-alive undici path: a fresh connection each costs more than it saves. */
+export const FAST_FETCH_MIN = 8 * 1024 * 1024;
+
+/** Retry or not, for an error from a blob transfer (statuses per policy, transport failures, never our own errors). */
+export function blobRetryDecision(policy: RetryPolicy, attempt: number, e: unknown): RetryDecision {
+  if (e instanceof RegistryStatusError && e.status !== undefined) {
+    const ra = e.retryAfterMs !== undefined ? String(Math.ceil(e.retryAfterMs / 1000)) : undefined;
+    return retryDecision(policy, attempt, { status: e.status, retryAfter: ra });
+  }
+  if (e instanceof ModctlError && !(e instanceof RegistryError && e.code === 'E_REGISTRY_UNREACHABLE')) return { retry: false, reason: 'final' };
+  return retryDecision(policy, attempt, { error: e });
+}
+
+export interface FetchBlobOptions {
+  file: string;
+  mode?: number;
+  signal?: AbortSignal;
+  /** Absolute position written so far in `file`. */
+  onProgress?: (pos: number) => void;
+  onRetry?: (msg: string) => void;
+}
+
+/** Whether this client sends `desc` through the fetch workers. */
+export function usesFetchWorkers(client: RegistryClient, desc: Descriptor): boolean {
+  return client.fastFetch && desc.size >= FAST_FETCH_MIN;
+}
+
+/**
+ * Receive `desc` into `file`. Returns the digest and length of the file, or undefined when the registry's answer
+ * cannot be read by the workers (nothing was written: use the undici path).
+ */
+export async function fetchBlobResumable(client: RegistryClient, repo: string, desc: Descriptor, o: FetchBlobOptions): Promise<{ digest: string; length: number } | undefined> {
+  const signal = o.signal ?? client.signal;
+  const operation = `pull blob ${shortDigest(desc.digest)}`;
+  for (let attempt = 1; ; attempt++) {
+    let have = await sizeOf(o.file);
+    if (have > desc.size) {
+      await fsp.rm(o.file, { force: true });
+      have = 0;
+    }
+    if (have > 0 && have === desc.size) {
+      // a complete partial from an earlier run: verify it here, no request needed
+      const digest = await hashFile(o.file, digestAlgorithm(desc.digest), signal);
+      if (digest === desc.digest) {
+        o.onProgress?.(have);
+        return { digest, length: have };
+      }
+      await fsp.rm(o.file, { force: true });
+      have = 0;
+    }
+    try {
+      const r = await client.fetchBlobToFile(repo, desc.digest, { file: o.file, offset: have, size: desc.size, mode: o.mode, signal, onProgress: o.onProgress });
+      if (r.kind === 'unsupported') return undefined;
+      if (r.kind === 'range-mismatch') {
+        if (have === 0) throw new RegistryError(client.registry, operation, 'the registry answered 206 Partial Content to a full request');
+        // Not the range we asked for: start clean rather than guess.
+        await fsp.rm(o.file, { force: true });
+        attempt--;
+        continue;
+      }
+      return r;
+    } catch (e) {
+      if (signal?.aborted || isAbortError(e)) throw new AbortedError();
+      if (have > 0 && e instanceof RegistryError && e.status === 416) {
+        // The registry says our partial is at or beyond its end: it cannot be a prefix of this blob.
+        await fsp.rm(o.file, { force: true });
+        continue;
+      }
+      const d = blobRetryDecision(client.policy, attempt, e);
+      if (!d.retry) throw e;
+      o.onRetry?.(`${operation}: ${(e as Error).message}; retrying in ${Math.round(d.delayMs)} ms`);
+      await sleep(d.delayMs, signal);
+    }
+  }
+}
+
+async function sizeOf(file: string): Promise<number> {
+  try {
+    return (await fsp.stat(file)).size;
+  } catch {
+    return 0;
+  }
+}
+
+async function hashFile(file: string, alg: 'sha256' | 'sha512', signal?: AbortSignal): Promise<string> {
+  const h = createHash(alg);
+  for await (const c of createReadStream(file, { highWaterMark: 1 << 20, signal })) h.update(c as Buffer);
+  return `${alg}:${h.digest('hex')}`;
+}

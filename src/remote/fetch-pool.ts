@@ -1,0 +1,95 @@
+/**
+ * Main-thread side of the blob receive path: a small pool of fetch worker threads (fetch-worker.ts), started on first
+ * use, each running several transfers at once; a job goes to the least-loaded worker. Workers hold the event loop
+ * only while they have work, and are terminated by close().
+ */
+import os from 'node:os';
+import { Worker } from 'node:worker_threads';
+import type { FetchJob, FetchOutcome } from './fetch-core.js';
+
+interface Slot {
+  worker: Worker;
+  load: number;
+}
+
+interface Pending {
+  slot: Slot;
+  resolve: (o: FetchOutcome) => void;
+  onProgress?: (pos: number) => void;
+}
+
+export class FetchPool {
+  private readonly slots: Slot[] = [];
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private closed = false;
+  readonly size: number;
+
+  /** `size` workers at most; default: one per core, at most 4. */
+  constructor(size?: number) {
+    this.size = Math.max(1, size ?? Math.min(4, os.availableParallelism()));
+  }
+
+  run(job: FetchJob, opts: { signal?: AbortSignal; onProgress?: (pos: number) => void } = {}): Promise<FetchOutcome> {
+    if (this.closed) return Promise.resolve({ kind: 'failed', message: 'the fetch pool is closed', name: 'AbortError', code: 'ABORT_ERR' });
+    if (opts.signal?.aborted) return Promise.resolve({ kind: 'failed', message: 'aborted', name: 'AbortError', code: 'ABORT_ERR' });
+    const slot = this.pick();
+    const id = this.nextId++;
+    slot.load++;
+    if (slot.load === 1) slot.worker.ref();
+    return new Promise<FetchOutcome>((resolve) => {
+      const onAbort = () => slot.worker.postMessage({ type: 'abort', id });
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      this.pending.set(id, {
+        slot,
+        onProgress: opts.onProgress,
+        resolve: (o) => {
+          opts.signal?.removeEventListener('abort', onAbort);
+          resolve(o);
+        },
+      });
+      slot.worker.postMessage({ type: 'run', id, job });
+    });
+  }
+
+  private pick(): Slot {
+    const free = this.slots.reduce<Slot | undefined>((best, s) => (!best || s.load < best.load ? s : best), undefined);
+    if (free && (free.load === 0 || this.slots.length >= this.size)) return free;
+    const slot: Slot = { worker: new Worker(new URL('./fetch-worker.js', import.meta.url)), load: 0 };
+    slot.worker.on('message', (m: { id: number; pos?: number; outcome?: FetchOutcome }) => {
+      const p = this.pending.get(m.id);
+      if (!p) return;
+      if (m.outcome) {
+        this.settle(m.id, m.outcome);
+      } else if (m.pos !== undefined) p.onProgress?.(m.pos);
+    });
+    slot.worker.on('error', (e) => this.failSlot(slot, e));
+    slot.worker.on('exit', () => this.failSlot(slot, new Error('a fetch worker exited')));
+    this.slots.push(slot);
+    return slot;
+  }
+
+  private settle(id: number, outcome: FetchOutcome): void {
+    const p = this.pending.get(id);
+    if (!p) return;
+    this.pending.delete(id);
+    p.slot.load--;
+    if (p.slot.load === 0) p.slot.worker.unref();
+    p.resolve(outcome);
+  }
+
+  private failSlot(slot: Slot, e: Error): void {
+    const i = this.slots.indexOf(slot);
+    if (i >= 0) this.slots.splice(i, 1);
+    for (const [id, p] of [...this.pending]) {
+      if (p.slot === slot) this.settle(id, { kind: 'failed', message: e.message, code: 'E_FETCH_WORKER', local: true });
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const slots = this.slots.splice(0);
+    for (const [id] of [...this.pending]) this.settle(id, { kind: 'failed', message: 'aborted', name: 'AbortError', code: 'ABORT_ERR' });
+    await Promise.all(slots.map((s) => s.worker.terminate().catch(() => {})));
+  }
+}
