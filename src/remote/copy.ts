@@ -15,7 +15,6 @@ import { mapLimit } from '../util/limit.js';
 import type { ProgressFn } from '../util/progress.js';
 import { assertBlobDescriptor, downloadBlob } from './download.js';
 import { shortDigest } from './errors.js';
-import { TailHashPool } from './tail-hasher.js';
 import { RegistryClient, type FetchedManifest, type RemoteOptions } from './repository.js';
 
 export interface TransferOptions extends RemoteOptions {
@@ -257,12 +256,6 @@ export async function pullArtifact(store: LocalStore, ref: Reference, opts: Tran
   const concurrency = opts.concurrency ?? DEFAULT_CONCURRENCY;
   const repo = ref.repository;
   const client = new RegistryClient(ref.registry, { ...opts, concurrency });
-  // Hashing runs inline, on the chunks as they arrive, by default.
-  const env = opts.env ?? process.env;
-  // MODCTL_HASH_TAIL=1: trailing hash workers re-read each partial file behind the writes (tail-hasher.ts), so
-  // receiving and hashing use separate cores. Measured on the 2-core reference machine (2 GiB, local registry, 4
-  // alternating runs): 2.62 s vs 2.88 s inline, but peak RSS 170 MB vs 149 MB against the 150 MB budget — opt-in.
-  const tailPool = env.MODCTL_HASH_TAIL === '1' ? new TailHashPool() : undefined;
   const progress = opts.onProgress;
   try {
     const root = await client.getManifest(repo, ref.digest ?? ref.tag ?? 'latest');
@@ -284,7 +277,7 @@ export async function pullArtifact(store: LocalStore, ref: Reference, opts: Tran
         progress?.({ type: 'done', id: d.digest, skipped: true });
         return;
       }
-      const r = await downloadBlob(client, store, repo, d, { signal, onProgress: progress, tailPool });
+      const r = await downloadBlob(client, store, repo, d, { signal, onProgress: progress });
       result.blobsFetched++;
       result.bytesDownloaded += r.bytesDownloaded;
       progress?.({ type: 'done', id: d.digest });
@@ -297,7 +290,6 @@ export async function pullArtifact(store: LocalStore, ref: Reference, opts: Tran
     if (opts.signal?.aborted) throw new AbortedError();
     throw e;
   } finally {
-    await tailPool?.close();
     await client.close();
   }
 }

@@ -1,15 +1,16 @@
 /**
- * Resumable, verified blob download into the local store (registry-client.md §4):
+ * Resumable, verified blob download into the local store (registry-client.md §4). Blobs of FAST_FETCH_MIN bytes and
+ * more go through the fetch workers (fetch-blob.ts, fetch-core.ts); smaller ones, and every blob when a proxy or an
+ * injected dispatcher is in use, take the undici path below:
  * - bytes land in `store.partialPath(digest)`; an existing partial is re-hashed, then `Range: bytes=<have>-` is sent;
  *   only a 206 whose Content-Range starts at <have> continues it, a 200 restarts from 0 (truncate);
  * - size and digest are enforced while streaming (overlong bodies fail at once); mismatching content is deleted and
  *   never committed; the file is fsynced before `store.commitTemp()` renames it into place;
- * - throughput (inline hashing, the default): no copies of our own — each socket chunk is hashed as it arrives and
+ * - throughput: no copies of our own — each socket chunk is hashed as it arrives and
  *   written as it is, gathered into 512 KiB positional writev() calls with a few in flight; the body is paused while
  *   more than 2 MiB per blob wait for the disk, so memory does not grow with blob size. (Measured on 2 GiB from a
  *   local registry: sys time 4.3 s → 1.4 s and ~35 % less wall than coalescing into our own 1 MiB buffers, whose
  *   extra copy and the stream's concatenating read() page-faulted fresh memory for every byte.)
- *   With MODCTL_HASH_TAIL=1 the same write path runs and trailing workers hash the file behind it (tail-hasher.ts).
  */
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
@@ -22,21 +23,16 @@ import type { ProgressFn } from '../util/progress.js';
 import { RegistryStatusError, shortDigest } from './errors.js';
 import { discard, headerValue } from './http.js';
 import { InlineHasher, type Hasher } from './hasher.js';
-import { isTailHasher, type TailHashPool } from './tail-hasher.js';
 import { parseContentRange } from './range.js';
 import { sleep } from './retry.js';
 import { blobRetryDecision, fetchBlobResumable, usesFetchWorkers } from './fetch-blob.js';
 import type { RegistryClient } from './repository.js';
 
 const BUF = 1 << 20;
-/** Below this size hashing inline costs less than a round trip to the worker. */
-const WORKER_HASH_MIN = 16 * 1024 * 1024;
 
 export interface DownloadOptions {
   signal?: AbortSignal;
   onProgress?: ProgressFn;
-  /** Hash big blobs on worker threads that trail the writes (MODCTL_HASH_TAIL=1; see tail-hasher.ts). */
-  tailPool?: TailHashPool;
 }
 
 export function assertBlobDescriptor(d: Descriptor, registry: string): void {
@@ -64,29 +60,12 @@ export async function downloadBlob(client: RegistryClient, store: LocalStore, re
       reported = pos;
     }
   };
-  const newHasher = (): Hasher =>
-    opts.tailPool && size >= WORKER_HASH_MIN ? opts.tailPool.create(partial, alg) : new InlineHasher(alg);
-  /** Writes up to `pos` are complete: report progress and let a trailing hasher read that far. */
-  const onWritten = (pos: number) => {
-    progressTo(pos);
-    if (isTailHasher(hasher)) hasher.durable(pos);
-  };
-  let hasher: Hasher = new InlineHasher(alg);
-  // (inline hashing on 1 MiB buffers is the default; see copy.ts for why the worker is opt-in)
+  const newHasher = (): Hasher => new InlineHasher(alg);
+  let hasher: Hasher = newHasher();
 
-  if (!opts.tailPool && usesFetchWorkers(client, desc)) {
+  if (usesFetchWorkers(client, desc)) {
     // The fast path: received, hashed and written on a fetch worker thread (fetch-core.ts).
-    let first = -1;
-    let last = 0;
-    const got = await fetchBlobResumable(client, repo, desc, {
-      file: partial,
-      signal,
-      onProgress: (pos) => {
-        if (first < 0) first = pos;
-        last = pos;
-        progressTo(pos);
-      },
-    });
+    const got = await fetchBlobResumable(client, repo, desc, { file: partial, signal, onProgress: progressTo });
     if (got) {
       if (got.length !== size) {
         await fsp.rm(partial, { force: true });
@@ -98,7 +77,7 @@ export async function downloadBlob(client: RegistryClient, store: LocalStore, re
       }
       await store.commitTemp(partial, desc.digest);
       progressTo(size);
-      return { bytesDownloaded: Math.max(0, last - Math.max(0, first)) };
+      return { bytesDownloaded: got.received };
     }
   }
 
@@ -116,8 +95,7 @@ export async function downloadBlob(client: RegistryClient, store: LocalStore, re
     hasher = newHasher();
     try {
       if (have > 0) {
-        if (isTailHasher(hasher)) hasher.durable(have);
-        else await rehash(partial, have, hasher);
+        await rehash(partial, have, hasher);
       }
       if (have > 0 && have === size) {
         const d = await hasher.digest();
@@ -171,7 +149,7 @@ export async function downloadBlob(client: RegistryClient, store: LocalStore, re
       }
       const total = await writeBody(res.body, partial, start, size, hasher, (n) => {
         bytesDownloaded += n;
-      }, onWritten);
+      }, progressTo);
       if (total !== size) {
         await fsp.rm(partial, { force: true });
         throw new SizeMismatchError(size, total, `blob ${desc.digest}`);

@@ -14,9 +14,6 @@ import { RegistryStatusError, shortDigest } from './errors.js';
 import type { RegistryClient } from './repository.js';
 import { retryDecision, sleep, type RetryDecision, type RetryPolicy } from './retry.js';
 
-/** Blobs smaller than this go through the keep-alive undici path: a fresh connection each costs more than it saves. */
-export const FAST_FETCH_MIN = 8 * 1024 * 1024;
-
 /** Retry or not, for an error from a blob transfer (statuses per policy, transport failures, never our own errors). */
 export function blobRetryDecision(policy: RetryPolicy, attempt: number, e: unknown): RetryDecision {
   if (e instanceof RegistryStatusError && e.status !== undefined) {
@@ -38,15 +35,17 @@ export interface FetchBlobOptions {
 
 /** Whether this client sends `desc` through the fetch workers. */
 export function usesFetchWorkers(client: RegistryClient, desc: Descriptor): boolean {
-  return client.fastFetch && desc.size >= FAST_FETCH_MIN;
+  // smaller blobs take the keep-alive undici path: a fresh connection each would cost more than it saves
+  return client.fastFetch && desc.size >= client.fastFetchMin;
 }
 
 /**
- * Receive `desc` into `file`. Returns the digest and length of the file, or undefined when the registry's answer
+ * Receive `desc` into `file`. Returns the digest and length of the file and the bytes received, or undefined when the registry's answer
  * cannot be read by the workers (nothing was written: use the undici path).
  */
-export async function fetchBlobResumable(client: RegistryClient, repo: string, desc: Descriptor, o: FetchBlobOptions): Promise<{ digest: string; length: number } | undefined> {
+export async function fetchBlobResumable(client: RegistryClient, repo: string, desc: Descriptor, o: FetchBlobOptions): Promise<{ digest: string; length: number; received: number } | undefined> {
   const signal = o.signal ?? client.signal;
+  let initial: number | undefined;
   const operation = `pull blob ${shortDigest(desc.digest)}`;
   for (let attempt = 1; ; attempt++) {
     let have = await sizeOf(o.file);
@@ -54,12 +53,13 @@ export async function fetchBlobResumable(client: RegistryClient, repo: string, d
       await fsp.rm(o.file, { force: true });
       have = 0;
     }
+    initial ??= have;
     if (have > 0 && have === desc.size) {
       // a complete partial from an earlier run: verify it here, no request needed
       const digest = await hashFile(o.file, digestAlgorithm(desc.digest), signal);
       if (digest === desc.digest) {
         o.onProgress?.(have);
-        return { digest, length: have };
+        return { digest, length: have, received: 0 };
       }
       await fsp.rm(o.file, { force: true });
       have = 0;
@@ -74,7 +74,8 @@ export async function fetchBlobResumable(client: RegistryClient, repo: string, d
         attempt--;
         continue;
       }
-      return r;
+      // bytes over the network: what the file gained since the first attempt (a restart from 0 counts from there)
+      return { digest: r.digest, length: r.length, received: Math.max(0, r.length - initial) };
     } catch (e) {
       if (signal?.aborted || isAbortError(e)) throw new AbortedError();
       if (have > 0 && e instanceof RegistryError && e.status === 416) {

@@ -41,8 +41,8 @@ export interface FetchJob {
   idleTimeoutMs?: number;
   /** Reserve the file's blocks up front (Linux `fallocate --keep-size`; skipped where unavailable). */
   preallocate?: boolean;
-  /** Write big bodies with O_DIRECT where the file system takes it (see openDirect). */
-  directIo?: boolean;
+  /** Write bodies of at least this many bytes with O_DIRECT where the file system takes it (see openDirect). */
+  directIoMin?: number;
 }
 
 export type FetchHeaders = Record<string, string | string[]>;
@@ -67,8 +67,6 @@ const MAX_HEAD = 64 * 1024;
 const MAX_ERROR_BODY = 8 * 1024;
 /** Below this, reserving blocks costs more than it saves. */
 const PREALLOCATE_MIN = 64 * 1024 * 1024;
-/** Bodies at least this big are written with O_DIRECT when possible. */
-const DIRECT_MIN = 64 * 1024 * 1024;
 /** O_DIRECT alignment used for memory, file offsets and lengths (covers 512-byte and 4 KiB logical blocks). */
 const BLOCK = 4096;
 
@@ -343,7 +341,7 @@ export function runFetch(job: FetchJob, ctl: FetchControl = {}): Promise<FetchOu
           hashPrefix(fd, start, hash, Buffer.allocUnsafe(Math.min(ACC, start)));
         }
         if (job.preallocate && job.size - start >= PREALLOCATE_MIN) preallocate(job.file, job.size);
-        if (job.directIo && job.size - start >= DIRECT_MIN) {
+        if (job.directIoMin !== undefined && job.size - start >= job.directIoMin) {
           const d = openDirect(job.file, raw);
           if (d) {
             dfd = d.fd;

@@ -1,13 +1,12 @@
 /**
- * Digest computation for downloads: inline on the main thread (InlineHasher), or trailing the writes on worker threads
- * (tail-hasher.ts). Both implement Hasher.
+ * Digest computation for downloads on the undici path: inline on the main thread, on the chunks as they arrive.
  */
 import { createHash, type Hash } from 'node:crypto';
 
 export interface Hasher {
   /**
    * Feed the first `len` bytes of `buf` (default all). The caller must not touch `buf` until the promise resolves
-   * with it (a trailing hasher ignores the bytes and reads them back from the file instead).
+   * with it.
    */
   update(buf: Buffer, len?: number): Promise<Buffer>;
   /** `<alg>:<hex>`; the hasher is finished afterwards. */

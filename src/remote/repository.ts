@@ -95,6 +95,9 @@ export class RegistryClient {
   private pinged?: Promise<void>;
   /** Blob bodies go through fetch worker threads (fetch-core.ts) unless a dispatcher was injected or a proxy is set. */
   readonly fastFetch: boolean;
+  /** Smallest blob sent through the fetch workers (MODCTL_FAST_FETCH_MIN, bytes). */
+  readonly fastFetchMin: number;
+  private readonly directIoMin: number;
   private readonly tlsOptions: FetchJob['tls'];
   private readonly fetchWorkers: number;
   private fetchPool?: FetchPool;
@@ -112,6 +115,9 @@ export class RegistryClient {
     const proxy = proxySettings(this.env);
     this.fastFetch = !opts.dispatcher && !proxy.httpProxy && !proxy.httpsProxy && this.env.MODCTL_FAST_FETCH !== '0';
     this.tlsOptions = { rejectUnauthorized: !opts.insecure, ...(opts.caFile && this.fastFetch ? { ca: readFileSync(opts.caFile, 'utf8') } : {}) };
+    this.fastFetchMin = byteSetting(this.env.MODCTL_FAST_FETCH_MIN, 8 * 1024 * 1024);
+    // O_DIRECT below 64 MiB saves little and costs a probe; MODCTL_DIRECT_IO=0 turns it off.
+    this.directIoMin = this.env.MODCTL_DIRECT_IO === '0' ? Infinity : byteSetting(this.env.MODCTL_DIRECT_IO_MIN, 64 * 1024 * 1024);
     this.fetchWorkers = Math.max(1, Math.min(opts.concurrency ?? 5, Number(this.env.MODCTL_FETCH_WORKERS) || 4));
     const fixed = opts.credentials;
     this.auth = new Authenticator({
@@ -355,7 +361,7 @@ export class RegistryClient {
       if (authz) headers.authorization = authz;
       this.fetchPool ??= new FetchPool(this.fetchWorkers);
       const out = await this.fetchPool.run(
-        { url, headers, tls: this.tlsOptions, file: o.file, offset: o.offset, size: o.size, alg: digestAlgorithm(digest), mode: o.mode, preallocate: true, directIo: this.env.MODCTL_DIRECT_IO !== '0' },
+        { url, headers, tls: this.tlsOptions, file: o.file, offset: o.offset, size: o.size, alg: digestAlgorithm(digest), mode: o.mode, preallocate: true, directIoMin: this.directIoMin },
         { signal, onProgress: o.onProgress },
       );
       if (out.kind === 'done') return { kind: 'done', digest: out.digest, length: out.length };
@@ -614,4 +620,9 @@ function chunkMin(res: HttpResponse): number | undefined {
 function fetchHeader(h: FetchHeaders, name: string): string | undefined {
   const v = h[name];
   return Array.isArray(v) ? v[0] : v;
+}
+
+/** A non-negative integer byte count from the environment, else the default. */
+function byteSetting(v: string | undefined, dflt: number): number {
+  return v !== undefined && /^\d+$/.test(v.trim()) ? Number(v.trim()) : dflt;
 }

@@ -17,6 +17,22 @@ import { baseOpts, bytes, testAgent, tmpDir } from './helpers.js';
 
 const MiB = 1024 * 1024;
 
+type OptsFor = (agent: ReturnType<typeof testAgent>, dir: string, env?: NodeJS.ProcessEnv) => ReturnType<typeof baseOpts>;
+/**
+ * The two ways blob bodies are received: undici on the main thread (the injected agent), and the fetch worker
+ * threads (no injected dispatcher; every blob, however small, forced through them, O_DIRECT included).
+ */
+const PATHS: Array<[string, OptsFor]> = [
+  ['undici', (agent, dir, env) => baseOpts(agent, dir, env ? { env } : {})],
+  [
+    'fetch workers',
+    (agent, dir, env) => {
+      const o = baseOpts(agent, dir);
+      return { ...o, dispatcher: undefined, env: { ...(env ?? o.env), MODCTL_FAST_FETCH_MIN: '1', MODCTL_DIRECT_IO_MIN: '1' } };
+    },
+  ],
+];
+
 /** Publish a one-layer artifact directly in the fake registry. */
 function publish(reg: FakeRegistry, repo: string, tag: string, layers: Buffer[]) {
   const cfg = Buffer.from('{"modelfs":{"type":"layers","diffIds":[]}}');
@@ -36,27 +52,28 @@ async function setup(t: Parameters<typeof tmpDir>[0], opts: ConstructorParameter
   return { reg, dir, agent, store };
 }
 
-for (const worker of [false, true]) {
-  test(`pull: resumes a partial file with Range (206) after re-hashing it${worker ? ' (trailing hash workers)' : ''}`, async (t) => {
+for (const [via, opts] of PATHS) {
+  test(`pull: resumes a partial file with Range (206) after re-hashing it (${via})`, async (t) => {
     const { reg, dir, agent, store } = await setup(t);
     const data = bytes(20 * MiB, 11); // above the worker-hash threshold
     const art = publish(reg, 'm/r', 'v1', [data]);
     const have = 7 * MiB + 5;
     await fsp.writeFile(store.partialPath(art.layers[0].digest), data.subarray(0, have));
-    const opts = baseOpts(agent, dir);
-    if (worker) opts.env = { ...opts.env, MODCTL_HASH_TAIL: '1' };
-    const r = await pullArtifact(store, parseReference(`${reg.host}/m/r:v1`), opts);
+    const r = await pullArtifact(store, parseReference(`${reg.host}/m/r:v1`), opts(agent, dir));
     assert.equal(r.blobsFetched, 2);
     const gets = reg.requests('GET', `/blobs/${art.layers[0].digest}`);
     assert.equal(gets.length, 1);
     assert.equal(gets[0].headers.range, `bytes=${have}-`);
+    // the fetch workers ask for one transfer per connection; undici keeps connections alive
+    assert.equal(gets[0].headers.connection === 'close', via === 'fetch workers', 'the body took the path under test');
     assert.equal(r.bytesDownloaded, data.length - have + art.config.size);
     assert.ok(await store.hasBlob(art.layers[0].digest, data.length));
     await assert.rejects(fsp.stat(store.partialPath(art.layers[0].digest)));
   });
 }
 
-test('pull: a connection dropped mid-body is retried with Range from what reached the disk', async (t) => {
+for (const [via, opts] of PATHS)
+test(`pull: a connection dropped mid-body is retried with Range from what reached the disk (${via})`, async (t) => {
   const { reg, dir, agent, store } = await setup(t);
   const data = bytes(5 * MiB, 25);
   const art = publish(reg, 'm/drop', 'v1', [data]);
@@ -70,7 +87,7 @@ test('pull: a connection dropped mid-body is retried with Range from what reache
     }
     return false;
   };
-  const r = await pullArtifact(store, parseReference(`${reg.host}/m/drop:v1`), baseOpts(agent, dir));
+  const r = await pullArtifact(store, parseReference(`${reg.host}/m/drop:v1`), opts(agent, dir));
   assert.equal(r.blobsFetched, 2);
   const gets = reg.requests('GET', `/blobs/${art.layers[0].digest}`);
   assert.equal(gets.length, 2);
@@ -78,20 +95,8 @@ test('pull: a connection dropped mid-body is retried with Range from what reache
   assert.deepEqual(await fsp.readFile(store.blobPath(art.layers[0].digest)), data);
 });
 
-test('pull with trailing hash workers rejects corrupt big blobs too', async (t) => {
-  const { reg, dir, agent, store } = await setup(t);
-  const data = bytes(18 * MiB, 23);
-  const art = publish(reg, 'm/w', 'v1', [data]);
-  const evil = Buffer.from(data);
-  evil[17 * MiB] ^= 1;
-  reg.blobs.set(art.layers[0].digest, evil);
-  const opts = baseOpts(agent, dir);
-  opts.env = { ...opts.env, MODCTL_HASH_TAIL: '1' };
-  await assert.rejects(pullArtifact(store, parseReference(`${reg.host}/m/w:v1`), opts), DigestMismatchError);
-  assert.equal(await store.hasBlob(art.layers[0].digest), false);
-});
-
-test('pull: a 200 answer to a Range request restarts from 0 (the partial is truncated)', async (t) => {
+for (const [via, opts] of PATHS)
+test(`pull: a 200 answer to a Range request restarts from 0 (the partial is truncated) (${via})`, async (t) => {
   const { reg, dir, agent, store } = await setup(t);
   const data = bytes(3 * MiB, 12);
   const art = publish(reg, 'm/r', 'v1', [data]);
@@ -105,12 +110,13 @@ test('pull: a 200 answer to a Range request restarts from 0 (the partial is trun
     }
     return false;
   };
-  const r = await pullArtifact(store, parseReference(`${reg.host}/m/r:v1`), baseOpts(agent, dir));
+  const r = await pullArtifact(store, parseReference(`${reg.host}/m/r:v1`), opts(agent, dir));
   assert.equal(r.blobsFetched, 2);
   assert.deepEqual(await fsp.readFile(store.blobPath(art.layers[0].digest)), data);
 });
 
-test('pull: a 416 to our Range request discards the partial and downloads from 0', async (t) => {
+for (const [via, opts] of PATHS)
+test(`pull: a 416 to our Range request discards the partial and downloads from 0 (${via})`, async (t) => {
   const { reg, dir, agent, store } = await setup(t);
   const data = bytes(MiB, 24);
   const art = publish(reg, 'm/r416', 'v1', [data]);
@@ -123,28 +129,30 @@ test('pull: a 416 to our Range request discards the partial and downloads from 0
     }
     return false;
   };
-  const r = await pullArtifact(store, parseReference(`${reg.host}/m/r416:v1`), baseOpts(agent, dir));
+  const r = await pullArtifact(store, parseReference(`${reg.host}/m/r416:v1`), opts(agent, dir));
   assert.equal(r.blobsFetched, 2);
   assert.deepEqual(await fsp.readFile(store.blobPath(art.layers[0].digest)), data);
 });
 
-test('pull: a partial re-hash mismatch (corrupt prefix) is detected at the end and nothing is committed', async (t) => {
+for (const [via, opts] of PATHS)
+test(`pull: a partial re-hash mismatch (corrupt prefix) is detected at the end and nothing is committed (${via})`, async (t) => {
   const { reg, dir, agent, store } = await setup(t);
   const data = bytes(2 * MiB, 13);
   const art = publish(reg, 'm/r', 'v1', [data]);
   const bad = Buffer.from(data.subarray(0, MiB));
   bad[10] ^= 0xff;
   await fsp.writeFile(store.partialPath(art.layers[0].digest), bad);
-  const err = await pullArtifact(store, parseReference(`${reg.host}/m/r:v1`), baseOpts(agent, dir)).catch((e) => e);
+  const err = await pullArtifact(store, parseReference(`${reg.host}/m/r:v1`), opts(agent, dir)).catch((e) => e);
   assert.ok(err instanceof DigestMismatchError, String(err));
   assert.equal(await store.hasBlob(art.layers[0].digest), false);
   await assert.rejects(fsp.stat(store.partialPath(art.layers[0].digest)), 'corrupt partial removed so the next pull starts clean');
   // and the next pull succeeds from scratch
-  const ok = await pullArtifact(store, parseReference(`${reg.host}/m/r:v1`), baseOpts(agent, dir));
+  const ok = await pullArtifact(store, parseReference(`${reg.host}/m/r:v1`), opts(agent, dir));
   assert.equal(ok.digest, art.digest);
 });
 
-test('pull: corrupt blob bytes from the registry are rejected and never committed; no manifest or tag is stored', async (t) => {
+for (const [via, opts] of PATHS)
+test(`pull: corrupt blob bytes from the registry are rejected and never committed; no manifest or tag is stored (${via})`, async (t) => {
   const { reg, dir, agent, store } = await setup(t);
   const data = bytes(300_000, 14);
   const art = publish(reg, 'm/c', 'v1', [data]);
@@ -158,7 +166,7 @@ test('pull: corrupt blob bytes from the registry are rejected and never committe
     }
     return false;
   };
-  const err = await pullArtifact(store, parseReference(`${reg.host}/m/c:v1`), baseOpts(agent, dir)).catch((e) => e);
+  const err = await pullArtifact(store, parseReference(`${reg.host}/m/c:v1`), opts(agent, dir)).catch((e) => e);
   assert.ok(err instanceof DigestMismatchError, String(err));
   assert.equal(await store.hasBlob(art.layers[0].digest), false);
   assert.equal(await store.hasBlob(art.digest), false);
@@ -168,7 +176,8 @@ test('pull: corrupt blob bytes from the registry are rejected and never committe
   assert.equal(reg.requests('GET', `/blobs/${art.layers[0].digest}`).length, 1, 'digest mismatch is not retried');
 });
 
-test('pull: an overlong body fails with a size error as soon as it passes the declared size', async (t) => {
+for (const [via, opts] of PATHS)
+test(`pull: an overlong body fails with a size error as soon as it passes the declared size (${via})`, async (t) => {
   const { reg, dir, agent, store } = await setup(t);
   const data = bytes(1000, 15);
   const art = publish(reg, 'm/l', 'v1', [data]);
@@ -180,12 +189,13 @@ test('pull: an overlong body fails with a size error as soon as it passes the de
     }
     return false;
   };
-  const err = await pullArtifact(store, parseReference(`${reg.host}/m/l:v1`), baseOpts(agent, dir)).catch((e) => e);
+  const err = await pullArtifact(store, parseReference(`${reg.host}/m/l:v1`), opts(agent, dir)).catch((e) => e);
   assert.equal(err?.code, 'E_SIZE_MISMATCH', String(err));
   assert.equal(await store.hasBlob(art.layers[0].digest), false);
 });
 
-test('blob GET redirected to another origin: no Authorization there, Range and Accept kept', async (t) => {
+for (const [via, opts] of PATHS)
+test(`blob GET redirected to another origin: no Authorization there, Range and Accept kept (${via})`, async (t) => {
   const { reg, dir, agent } = await setup(t, { basic: { bob: 'pw' } });
   const data = bytes(100_000, 16);
   const art = publish(reg, 'm/cdn', 'v1', [data]);
@@ -219,7 +229,7 @@ test('blob GET redirected to another origin: no Authorization there, Range and A
   assert.equal(seen[0].accept, '*/*');
   // and a full pull through the redirect verifies normally
   const store2 = await LocalStore.open(`${dir}/s2`);
-  const r = await pullArtifact(store2, ref, { ...baseOpts(agent, dir), env });
+  const r = await pullArtifact(store2, ref, opts(agent, dir, env));
   assert.equal(r.blobsFetched, 2);
   assert.ok(seen.every((h) => h.authorization === undefined));
 });
