@@ -51,11 +51,13 @@ function assertStoreClean(store: string) {
   }
 }
 
-const HASHING: Array<[string, NodeJS.ProcessEnv]> = [
-  ['inline hashing', {}],
-  ['trailing hash workers', { MODCTL_HASH_TAIL: '1' }],
+/** Each scenario on each receive path: undici on the main thread, the fetch workers, and the workers with O_DIRECT. */
+const PATHS: Array<[string, NodeJS.ProcessEnv]> = [
+  ['undici', { MODCTL_FAST_FETCH: '0' }],
+  ['fetch workers', { MODCTL_FAST_FETCH_MIN: '1', MODCTL_DIRECT_IO: '0' }],
+  ['fetch workers, O_DIRECT', { MODCTL_FAST_FETCH_MIN: '1', MODCTL_DIRECT_IO_MIN: '1' }],
 ];
-for (const [mode, env] of HASHING)
+for (const [mode, env] of PATHS)
 for (const fault of [
   { kind: 'truncate-after', bytes: 2_000_000 },
   { kind: 'reset-after', bytes: 3_000_000 },
@@ -76,7 +78,7 @@ for (const fault of [
   });
 }
 
-for (const [mode, env] of HASHING)
+for (const [mode, env] of PATHS)
 test(`pull rejects a blob whose bytes do not match its digest: never stored, no partial kept (${mode})`, async () => {
   const store = tmpDir();
   proxy.setPlan({ match: { method: 'GET', path: new RegExp(bigDigest) }, times: 100, fault: { kind: 'corrupt', atByte: 4242 } });
@@ -94,11 +96,11 @@ test(`pull rejects a blob whose bytes do not match its digest: never stored, no 
   assert.deepEqual(idx.manifests, [], 'nothing tagged');
 });
 
-for (const [mode, env] of HASHING)
+for (const [mode, env] of PATHS)
 test(`a pull killed with SIGKILL resumes from its partial file with a Range request (${mode})`, async () => {
   const store = tmpDir();
   proxy.setPlan({ match: { method: 'GET', path: new RegExp(bigDigest) }, times: 100, fault: { kind: 'trickle', bytesPerSec: 2 * 1024 * 1024 } });
-  const child = spawn(process.execPath, [BIN, '--storage-dir', store, 'pull', '--plain-http', ref], { stdio: 'ignore' });
+  const child = spawn(process.execPath, [BIN, '--storage-dir', store, 'pull', '--plain-http', ref], { stdio: 'ignore', env: { ...process.env, ...env } });
   const partial = path.join(store, 'ingest', `${bigDigest.replace(':', '-')}.partial`);
   const deadline = Date.now() + 15_000;
   while (Date.now() < deadline && !(existsSync(partial) && statSync(partial).size > 1024 * 1024)) await new Promise((r) => setTimeout(r, 50));

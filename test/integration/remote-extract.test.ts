@@ -46,9 +46,16 @@ after(async () => {
   await reg?.stop();
 });
 
-function cli(args: string[], stdin?: string) {
-  return runCli(args, { env: { MODCTL_RETRY_BASE_MS: '5' }, stdin });
+function cli(args: string[], stdin?: string, env: NodeJS.ProcessEnv = {}) {
+  return runCli(args, { env: { MODCTL_RETRY_BASE_MS: '5', ...env }, stdin });
 }
+
+/** Fault scenarios run on each receive path: undici on the main thread, the fetch workers, and those with O_DIRECT. */
+const PATHS: Array<[string, NodeJS.ProcessEnv]> = [
+  ['undici', { MODCTL_FAST_FETCH: '0' }],
+  ['fetch workers', { MODCTL_FAST_FETCH_MIN: '1', MODCTL_DIRECT_IO: '0' }],
+  ['fetch workers, O_DIRECT', { MODCTL_FAST_FETCH_MIN: '1', MODCTL_DIRECT_IO_MIN: '1' }],
+];
 
 function assertFiles(out: string, names: string[]) {
   for (const rel of names) {
@@ -116,12 +123,13 @@ test('fetch --output - writes one file to stdout, verified', async () => {
   assert.match(many.stderr, /exactly one matching file; 2 matched/);
 });
 
-test('a connection reset mid-blob is resumed with Range and the result is identical', async () => {
+for (const [via, env] of PATHS)
+test(`a connection reset mid-blob is resumed with Range and the result is identical (${via})`, async () => {
   const out = path.join(tmpDir(), 'out');
   proxy.requests.length = 0;
   proxy.setPlan({ match: { method: 'GET', path: /\/blobs\/sha256:/ }, times: 2, fault: { kind: 'reset-after', bytes: 1_000_000 } });
   try {
-    const r = await cli(['fetch', '--plain-http', ref, '--output', out, '--patterns', 'model-00001*', '-c', '1']);
+    const r = await cli(['fetch', '--plain-http', ref, '--output', out, '--patterns', 'model-00001*', '-c', '1'], undefined, env);
     assert.equal(r.code, 0, r.stderr);
   } finally {
     proxy.setPlan();
@@ -130,14 +138,15 @@ test('a connection reset mid-blob is resumed with Range and the result is identi
   assert.ok(proxy.requests.some((q) => q.range?.startsWith('bytes=') && q.range !== 'bytes=0-'), 'a ranged request resumed the transfer');
 });
 
-test('5xx bursts and 429 with Retry-After are retried; the tree is identical', async () => {
+for (const [via, env] of PATHS)
+test(`5xx bursts and 429 with Retry-After are retried; the tree is identical (${via})`, async () => {
   const out = path.join(tmpDir(), 'out');
   proxy.setPlan([
     { match: { method: 'GET', path: /\/blobs\/sha256:/ }, times: 2, fault: { kind: 'status', status: 503 } },
     { match: { method: 'GET', path: /\/manifests\// }, times: 1, fault: { kind: 'status', status: 429, headers: { 'retry-after': '1' } } },
   ]);
   try {
-    const r = await cli(['pull', '--plain-http', ref, '--extract-dir', out, '--extract-from-remote']);
+    const r = await cli(['pull', '--plain-http', ref, '--extract-dir', out, '--extract-from-remote'], undefined, env);
     assert.equal(r.code, 0, r.stderr);
   } finally {
     proxy.setPlan();
@@ -145,12 +154,13 @@ test('5xx bursts and 429 with Retry-After are retried; the tree is identical', a
   assertFiles(out, Object.keys(FILES));
 });
 
-test('a blob whose bytes do not match its digest is rejected: nothing under a final name, no partial kept', async () => {
+for (const [via, env] of PATHS)
+test(`a blob whose bytes do not match its digest is rejected: nothing under a final name, no partial kept (${via})`, async () => {
   const out = path.join(tmpDir(), 'out');
   proxy.setPlan({ match: { method: 'GET', path: /\/blobs\/sha256:/ }, times: 100, fault: { kind: 'corrupt', atByte: 10 } });
   let r;
   try {
-    r = await cli(['fetch', '--plain-http', ref, '--output', out, '--patterns', 'model-00002*']);
+    r = await cli(['fetch', '--plain-http', ref, '--output', out, '--patterns', 'model-00002*'], undefined, env);
   } finally {
     proxy.setPlan();
   }
@@ -160,7 +170,7 @@ test('a blob whose bytes do not match its digest is rejected: nothing under a fi
   const store = tmpDir();
   proxy.setPlan({ match: { method: 'GET', path: /\/blobs\/sha256:/ }, times: 100, fault: { kind: 'corrupt', atByte: 10 } });
   try {
-    r = await cli(['--storage-dir', store, 'pull', '--plain-http', ref]);
+    r = await cli(['--storage-dir', store, 'pull', '--plain-http', ref], undefined, env);
   } finally {
     proxy.setPlan();
   }
@@ -181,11 +191,12 @@ function createHashHex(b: Buffer): string {
   return createHash('sha256').update(b).digest('hex');
 }
 
-test('SIGKILL during pull --extract-from-remote, then a rerun resumes from the bytes on disk', async () => {
+for (const [via, env] of PATHS)
+test(`SIGKILL during pull --extract-from-remote, then a rerun resumes from the bytes on disk (${via})`, async () => {
   const out = path.join(tmpDir(), 'out');
   const target = path.join(out, 'model-00001-of-00002.safetensors');
   proxy.setPlan({ match: { method: 'GET', path: /\/blobs\/sha256:/ }, times: 100, fault: { kind: 'trickle', bytesPerSec: 2 * 1024 * 1024 } });
-  const child = spawn(process.execPath, [BIN, 'fetch', '--plain-http', ref, '--output', out, '--patterns', 'model-00001*'], { stdio: 'ignore' });
+  const child = spawn(process.execPath, [BIN, 'fetch', '--plain-http', ref, '--output', out, '--patterns', 'model-00001*'], { stdio: 'ignore', env: { ...process.env, ...env } });
   let partial: string | undefined;
   const deadline = Date.now() + 15_000;
   while (Date.now() < deadline) {
@@ -201,7 +212,7 @@ test('SIGKILL during pull --extract-from-remote, then a rerun resumes from the b
   assert.ok(have > 0 && have < BIG);
   assert.ok(!existsSync(target), 'nothing under the final name');
   proxy.requests.length = 0;
-  const r = await cli(['fetch', '--plain-http', ref, '--output', out, '--patterns', 'model-00001*']);
+  const r = await cli(['fetch', '--plain-http', ref, '--output', out, '--patterns', 'model-00001*'], undefined, env);
   assert.equal(r.code, 0, r.stderr);
   assertFiles(out, ['model-00001-of-00002.safetensors']);
   const get = proxy.requests.find((q) => q.method === 'GET' && q.path.includes('/blobs/sha256:'));
@@ -209,10 +220,11 @@ test('SIGKILL during pull --extract-from-remote, then a rerun resumes from the b
   assert.deepEqual(listFiles(out), ['model-00001-of-00002.safetensors'], 'the partial file is gone');
 });
 
-test('SIGINT stops a transfer promptly with exit 130 and keeps the partial file for the next run', async () => {
+for (const [via, env] of PATHS)
+test(`SIGINT stops a transfer promptly with exit 130 and keeps the partial file for the next run (${via})`, async () => {
   const out = path.join(tmpDir(), 'out');
   proxy.setPlan({ match: { method: 'GET', path: /\/blobs\/sha256:/ }, times: 100, fault: { kind: 'trickle', bytesPerSec: 1024 * 1024 } });
-  const child = spawn(process.execPath, [BIN, 'fetch', '--plain-http', ref, '--output', out, '--patterns', 'model-00001*'], { stdio: 'ignore' });
+  const child = spawn(process.execPath, [BIN, 'fetch', '--plain-http', ref, '--output', out, '--patterns', 'model-00001*'], { stdio: 'ignore', env: { ...process.env, ...env } });
   const deadline = Date.now() + 15_000;
   while (Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 100));
