@@ -15,12 +15,12 @@
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { AbortedError, DigestMismatchError, ModctlError, RegistryError, SizeMismatchError, isAbortError } from '../errors.js';
+import { AbortedError, DigestMismatchError, RegistryError, SizeMismatchError, isAbortError } from '../errors.js';
 import { digestAlgorithm, isDigest } from '../oci/digest.js';
 import type { Descriptor } from '../oci/types.js';
 import type { LocalStore } from '../content/local-store.js';
 import type { ProgressFn } from '../util/progress.js';
-import { RegistryStatusError, shortDigest } from './errors.js';
+import { shortDigest } from './errors.js';
 import { discard, headerValue } from './http.js';
 import { InlineHasher, type Hasher } from './hasher.js';
 import { parseContentRange } from './range.js';

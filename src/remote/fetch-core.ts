@@ -48,7 +48,7 @@ export interface FetchJob {
 export type FetchHeaders = Record<string, string | string[]>;
 
 export type FetchOutcome =
-  | { kind: 'done'; status: number; headers: FetchHeaders; digest: string; start: number; length: number }
+  | { kind: 'done'; status: number; headers: FetchHeaders; digest: string; start: number; length: number; direct: boolean }
   | { kind: 'response'; status: number; headers: FetchHeaders; body: Uint8Array }
   | { kind: 'unsupported'; reason: string }
   | { kind: 'failed'; message: string; code?: string; name?: string; local?: boolean; actual?: number };
@@ -215,6 +215,7 @@ export function runFetch(job: FetchJob, ctl: FetchControl = {}): Promise<FetchOu
     let fd: number | undefined;
     /** O_DIRECT descriptor of the same file, when in use: whole aligned blocks go through it, the rest through fd. */
     let dfd: number | undefined;
+    let usedDirect = false;
     let hash: Hash | undefined;
     let chunked = false;
 
@@ -345,6 +346,7 @@ export function runFetch(job: FetchJob, ctl: FetchControl = {}): Promise<FetchOu
           const d = openDirect(job.file, raw);
           if (d) {
             dfd = d.fd;
+            usedDirect = true;
             // slide what arrived with the head to the aligned start
             raw.copy(raw, d.align, acc.byteOffset - raw.byteOffset, acc.byteOffset - raw.byteOffset + filled);
             acc = raw.subarray(d.align, d.align + ACC);
@@ -398,7 +400,7 @@ export function runFetch(job: FetchJob, ctl: FetchControl = {}): Promise<FetchOu
       if (n > 0) hash!.update(acc.subarray(filled - n, filled));
       received += n;
       if (expected >= 0 && received === expected) {
-        if (flush()) finish({ kind: 'done', status, headers, digest: `${job.alg}:${hash!.digest('hex')}`, start, length: pos });
+        if (flush()) finish({ kind: 'done', status, headers, digest: `${job.alg}:${hash!.digest('hex')}`, start, length: pos, direct: usedDirect });
         return;
       }
       if (expected < 0 && start + received > job.size) {
@@ -414,7 +416,7 @@ export function runFetch(job: FetchJob, ctl: FetchControl = {}): Promise<FetchOu
         const b = acc.subarray(0, Math.min(filled, MAX_ERROR_BODY));
         finish({ kind: 'response', status, headers, body: new Uint8Array(chunked ? dechunk(b) : Buffer.from(b)) });
       } else if (state === 'body' && expected < 0) {
-        if (flush()) finish({ kind: 'done', status, headers, digest: `${job.alg}:${hash!.digest('hex')}`, start, length: pos });
+        if (flush()) finish({ kind: 'done', status, headers, digest: `${job.alg}:${hash!.digest('hex')}`, start, length: pos, direct: usedDirect });
       } else if (state === 'body') {
         // keep the prefix that arrived: it is what the next attempt resumes from
         if (flush()) fail(Object.assign(new Error(`connection closed after ${pos} of ${job.size} bytes`), { code: 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH' }));
