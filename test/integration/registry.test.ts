@@ -40,6 +40,17 @@ async function cli(args: string[], env: NodeJS.ProcessEnv = {}, stdin?: string) 
   return runCli(args, { env: { MODCTL_RETRY_BASE_MS: '5', ...env }, stdin });
 }
 
+/** Every blob, however small, through the fetch worker threads (and O_DIRECT where the file system takes it). */
+const VIA_WORKERS = { MODCTL_FAST_FETCH_MIN: '1', MODCTL_DIRECT_IO_MIN: '1' };
+
+/** Pull `ref` straight into a directory through the fetch workers and check the tree against `ctx`. */
+async function pullTreeViaWorkers(ref: string, ctx: string, args: string[], env: NodeJS.ProcessEnv = {}) {
+  const out = path.join(tmpDir(), 'out');
+  const r = await cli(['--storage-dir', tmpDir(), 'pull', ...args, ref, '--extract-dir', out, '--extract-from-remote'], { ...env, ...VIA_WORKERS });
+  assert.equal(r.code, 0, r.stderr);
+  assertTreeEqual(ctx, out, FILES);
+}
+
 async function buildTo(store: string, ctx: string, ref: string) {
   const r = await cli(['--storage-dir', store, 'build', '-t', ref, '-f', path.join(ctx, 'Modelfile'), ctx]);
   assert.equal(r.code, 0, r.stderr);
@@ -108,7 +119,8 @@ test('htpasswd registry: login checks credentials, saves them 0600, push/pull us
   const env = { DOCKER_CONFIG: dockerConfig };
   const store = tmpDir();
   const ref = `${reg.host}/models/auth:v1`;
-  await buildTo(store, modelDir(), ref);
+  const ctx = modelDir();
+  await buildTo(store, ctx, ref);
 
   let r = await cli(['--storage-dir', store, 'push', '--plain-http', ref], env);
   assert.equal(r.code, 1);
@@ -130,6 +142,7 @@ test('htpasswd registry: login checks credentials, saves them 0600, push/pull us
   assert.equal(r.code, 0, r.stderr);
   r = await cli(['--storage-dir', tmpDir(), 'pull', '--plain-http', ref], env);
   assert.equal(r.code, 0, r.stderr);
+  await pullTreeViaWorkers(ref, ctx, ['--plain-http'], env);
 
   r = await cli(['logout', reg.host], env);
   assert.equal(r.code, 0, r.stderr);
@@ -151,11 +164,13 @@ test('token-auth registry (ES256 JWT): push and pull with saved credentials; ano
   const env = { DOCKER_CONFIG: dockerConfig };
   const store = tmpDir();
   const ref = `${reg.host}/models/tok:v1`;
-  await buildTo(store, modelDir(), ref);
+  const ctx = modelDir();
+  await buildTo(store, ctx, ref);
   let r = await cli(['--storage-dir', store, 'push', '--plain-http', ref], env);
   assert.equal(r.code, 0, r.stderr);
   r = await cli(['--json', '--storage-dir', tmpDir(), 'pull', '--plain-http', ref], env);
   assert.equal(r.code, 0, r.stderr);
+  await pullTreeViaWorkers(ref, ctx, ['--plain-http'], env);
   r = await cli(['--storage-dir', tmpDir(), 'push', '--plain-http', ref], { DOCKER_CONFIG: tmpDir() });
   assert.equal(r.code, 1, 'anonymous push must fail');
 });
@@ -164,7 +179,8 @@ test('TLS registry: --ca-file trusts it, no CA fails clearly, --insecure skips v
   const reg = await registry({ tls: true });
   const store = tmpDir();
   const ref = `${reg.host}/models/tls:v1`;
-  await buildTo(store, modelDir(), ref);
+  const ctx = modelDir();
+  await buildTo(store, ctx, ref);
   let r = await cli(['--storage-dir', store, 'push', ref]);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /certificate|TLS|self.signed/i);
@@ -173,6 +189,8 @@ test('TLS registry: --ca-file trusts it, no CA fails clearly, --insecure skips v
   assert.equal(r.code, 0, r.stderr);
   r = await cli(['--storage-dir', tmpDir(), 'pull', '--insecure', ref]);
   assert.equal(r.code, 0, r.stderr);
+  await pullTreeViaWorkers(ref, ctx, ['--ca-file', reg.caFile!]);
+  await pullTreeViaWorkers(ref, ctx, ['--insecure']);
 });
 
 test('skopeo interop: what modctl pushes, skopeo copies byte-identically; what skopeo pushes, modctl pulls and extracts', async () => {
