@@ -143,6 +143,7 @@ export function matchLayers(normalized: NormalizedArtifact, patterns: string[]):
 
 export async function extractRemote(ref: Reference, opts: RemoteExtractOptions): Promise<RemoteExtractResult> {
   const client = new RegistryClient(ref.registry, { ...opts, concurrency: opts.concurrency });
+  client.warmFetchWorkers();
   try {
     const { normalized, digest, variant } = await resolveRemoteArtifact(client, ref, { variant: opts.variant, selectManifest: opts.selectManifest });
     const chosen = opts.patterns?.length ? matchLayers(normalized, opts.patterns) : normalized.layers;

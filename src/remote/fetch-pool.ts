@@ -52,9 +52,18 @@ export class FetchPool {
     });
   }
 
+  /** Start up to `n` workers now (a thread takes ~50 ms to boot): call it before the manifest round trips. */
+  warm(n = this.size): void {
+    while (!this.closed && this.slots.length < Math.min(n, this.size)) this.spawn().worker.unref();
+  }
+
   private pick(): Slot {
     const free = this.slots.reduce<Slot | undefined>((best, s) => (!best || s.load < best.load ? s : best), undefined);
     if (free && (free.load === 0 || this.slots.length >= this.size)) return free;
+    return this.spawn();
+  }
+
+  private spawn(): Slot {
     const slot: Slot = { worker: new Worker(new URL('./fetch-worker.js', import.meta.url)), load: 0 };
     slot.worker.on('message', (m: { id: number; pos?: number; outcome?: FetchOutcome }) => {
       const p = this.pending.get(m.id);

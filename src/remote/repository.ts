@@ -328,6 +328,16 @@ export class RegistryClient {
     return res;
   }
 
+  private workers(): FetchPool {
+    this.fetchPool ??= new FetchPool(this.fetchWorkers);
+    return this.fetchPool;
+  }
+
+  /** About to receive blobs: start the fetch workers now, so they are up when the manifest has been read. */
+  warmFetchWorkers(): void {
+    if (this.fastFetch) this.workers().warm();
+  }
+
   /**
    * Receive a blob into `file` on a fetch worker thread (fetch-core.ts), with this client's auth and redirect rules:
    * a 401 from the registry is answered with credentials (at most two rounds), redirects are followed (at most 10,
@@ -359,8 +369,7 @@ export class RegistryClient {
       const headers: Record<string, string> = { 'user-agent': this.userAgent, accept: '*/*' };
       if (o.offset > 0) headers.range = `bytes=${o.offset}-`;
       if (authz) headers.authorization = authz;
-      this.fetchPool ??= new FetchPool(this.fetchWorkers);
-      const out = await this.fetchPool.run(
+      const out = await this.workers().run(
         { url, headers, tls: this.tlsOptions, file: o.file, offset: o.offset, size: o.size, alg: digestAlgorithm(digest), mode: o.mode, preallocate: true, directIoMin: this.directIoMin },
         { signal, onProgress: o.onProgress },
       );
