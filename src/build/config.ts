@@ -4,6 +4,7 @@ import type { Ajv2020 as Ajv2020Type } from 'ajv/dist/2020.js';
 import type { ModelConfig } from '../oci/types.js';
 import type { ModelfileSpec } from '../modelfile/index.js';
 import { ModctlError } from '../errors.js';
+import { packageFile } from '../util/package-root.js';
 
 // ajv is loaded on first use (it costs ~10 MB of heap that push/pull/extract never need); both packages are CommonJS.
 const require = createRequire(import.meta.url);
@@ -12,7 +13,7 @@ let validator: ((data: unknown) => boolean) & { errors?: any[] | null };
 
 /** The vendored ModelPack config schema (draft 2020-12), shipped in spec/. */
 export function configSchema(): object {
-  return JSON.parse(readFileSync(new URL('../../../spec/modelpack-config-schema.json', import.meta.url), 'utf8'));
+  return JSON.parse(readFileSync(packageFile('spec/modelpack-config-schema.json'), 'utf8'));
 }
 
 /** Validate a config against the official schema; returns error strings (empty when valid). */

@@ -1,9 +1,3 @@
-import { readFileSync } from 'node:fs';
+import { packageVersion } from '../util/package-root.js';
 
-export const VERSION: string = (() => {
-  try {
-    return JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')).version;
-  } catch {
-    return '0.0.0';
-  }
-})();
+export const VERSION: string = packageVersion();

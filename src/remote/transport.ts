@@ -5,6 +5,7 @@
  * never from process.env behind the caller's back.
  */
 import { readFileSync } from 'node:fs';
+import { packageVersion } from '../util/package-root.js';
 import { Agent, EnvHttpProxyAgent, type Dispatcher } from 'undici';
 import { ModctlError } from '../errors.js';
 
@@ -62,23 +63,7 @@ export function createDispatcher(opts: TransportOptions): Dispatcher {
   return new Agent(base);
 }
 
-let cachedVersion: string | undefined;
-
-/** `modctl/<version>` from package.json (dist/src/remote → ../../../package.json; src/remote → ../../package.json). */
+/** `modctl/<version>` from package.json. */
 export function defaultUserAgent(): string {
-  if (!cachedVersion) {
-    cachedVersion = '0.0.0';
-    for (const rel of ['../../../package.json', '../../package.json']) {
-      try {
-        const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8'));
-        if (pkg?.name === 'modctl' && typeof pkg.version === 'string') {
-          cachedVersion = pkg.version;
-          break;
-        }
-      } catch {
-        /* try the next location */
-      }
-    }
-  }
-  return `modctl/${cachedVersion}`;
+  return `modctl/${packageVersion()}`;
 }
