@@ -152,6 +152,30 @@ test('O_DIRECT writes of a body whose size is not a multiple of the block size e
   assert.equal(statSync(file).size, body.length, 'preallocation keeps the file length honest');
 });
 
+test('preallocated blocks (buffered writes) never make a dropped transfer look longer than what arrived', async () => {
+  const size = 72 * 1024 * 1024;
+  const cut = 66 * 1024 * 1024 + 5;
+  const chunk = data(1024 * 1024, 13);
+  const srv = await rawServer((_s, sock) => {
+    sock.write(`HTTP/1.1 200 OK\r\nContent-Length: ${size}\r\n\r\n`);
+    let sent = 0;
+    const next = () => {
+      if (sent >= cut) return void setTimeout(() => sock.destroy(), 50);
+      const n = Math.min(chunk.length, cut - sent);
+      sent += n;
+      sock.write(chunk.subarray(0, n), next);
+    };
+    next();
+  });
+  const file = newFile();
+  const o = await runFetch(job(srv.url, file, size, { preallocate: true }));
+  assert.equal(o.kind, 'failed');
+  assert.equal(statSync(file).size, cut, 'the length is what arrived: a resume starts there');
+  if (process.platform === 'linux' && existsSync('/usr/bin/fallocate')) {
+    assert.ok(statSync(file).blocks * 512 >= size, 'the blocks for the whole blob were reserved');
+  }
+});
+
 test('a 200 answer to a ranged request restarts the file from 0', async () => {
   const body = data(300_000, 4);
   const srv = await rawServer(serveBody(body, { ignoreRange: true }));
