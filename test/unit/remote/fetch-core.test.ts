@@ -317,6 +317,33 @@ test('TLS: refused without the CA (certificate error), verified with it, and tak
   assert.equal(insecure.digest, sha(body));
 });
 
+test('an IPv6 literal host is connected to and sent as the Host header', async () => {
+  const body = data(5000, 14);
+  const server = net.createServer((sock) => {
+    let head = '';
+    sock.on('data', (c) => {
+      head += c.toString('latin1');
+      if (!head.includes('\r\n\r\n')) return;
+      assert.match(head, /\r\nhost: \[::1\]:\d+\r\n/);
+      sock.end(Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n`), body]));
+    });
+  });
+  const listening = await new Promise<boolean>((r) => {
+    server.once('error', () => r(false));
+    server.listen(0, '::1', () => r(true));
+  });
+  if (!listening) {
+    // no IPv6 loopback on this machine: the URL must still fail cleanly, not hang
+    const o = await runFetch(job('http://[::1]:9/x', newFile(), 1, { idleTimeoutMs: 2000 }));
+    assert.equal(o.kind, 'failed');
+    return;
+  }
+  after(() => new Promise<void>((r) => server.close(() => r())));
+  const port = (server.address() as net.AddressInfo).port;
+  const o = done(await runFetch(job(`http://[::1]:${port}/v2/r/blobs/x`, newFile(), body.length)));
+  assert.equal(o.digest, sha(body));
+});
+
 test('a symbolic link under the partial name is never followed', async () => {
   const body = data(1000, 11);
   const srv = await rawServer(serveBody(body));

@@ -194,6 +194,31 @@ test(`pull: an overlong body fails with a size error as soon as it passes the de
   assert.equal(await store.hasBlob(art.layers[0].digest), false);
 });
 
+test('fetch workers hand a chunked blob body back to undici, which pulls it verified', async (t) => {
+  const { reg, dir, agent, store } = await setup(t);
+  const data = bytes(3 * MiB + 7, 26);
+  const art = publish(reg, 'm/chunked', 'v1', [data]);
+  reg.hook = ({ req, res, url }) => {
+    if (req.method === 'GET' && url.pathname.endsWith(art.layers[0].digest)) {
+      res.writeHead(200, { 'transfer-encoding': 'chunked' });
+      res.write(data.subarray(0, MiB));
+      res.end(data.subarray(MiB));
+      return true;
+    }
+    return false;
+  };
+  const [, workers] = PATHS[1];
+  const r = await pullArtifact(store, parseReference(`${reg.host}/m/chunked:v1`), workers(agent, dir));
+  assert.equal(r.blobsFetched, 2);
+  const gets = reg.requests('GET', `/blobs/${art.layers[0].digest}`);
+  assert.deepEqual(
+    gets.map((g) => g.headers.connection === 'close'),
+    [true, false],
+    'first the workers, then undici',
+  );
+  assert.deepEqual(await fsp.readFile(store.blobPath(art.layers[0].digest)), data);
+});
+
 for (const [via, opts] of PATHS)
 test(`blob GET redirected to another origin: no Authorization there, Range and Accept kept (${via})`, async (t) => {
   const { reg, dir, agent } = await setup(t, { basic: { bob: 'pw' } });
