@@ -217,7 +217,7 @@ const MAX_WRITE_INFLIGHT = 2 * 1024 * 1024;
  * chunk is free again at once; a trailing hasher ignores them) and are written without copying — gathered into
  * WRITE_BATCH-sized positional writev() calls, several in flight, progress reported in file order as they complete.
  */
-async function writeBody(
+export async function writeBody(
   body: Readable,
   file: string,
   start: number,
@@ -307,6 +307,9 @@ async function writeBody(
       body.once('close', () => {
         if (!ended) fail(new Error('the response body closed before its end'));
       });
+      // Destroyed while the file was being opened (an abort when a sibling blob failed): its 'close' has been and
+      // gone, and waiting for it would wait forever.
+      if (body.destroyed) fail(body.errored ?? new Error('the response body closed before its end'));
     });
     await fh.sync();
     return total;

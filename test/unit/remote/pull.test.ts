@@ -13,6 +13,9 @@ import { MT_OCI_INDEX, MT_OCI_MANIFEST } from '../../../src/oci/media-types.js';
 import { parseReference } from '../../../src/oci/reference.js';
 import { fetchBlobBytes, fetchManifest, openBlobStream, pullArtifact } from '../../../src/remote/index.js';
 import { FakeRegistry, serveBytes, sha256 } from './fake-registry.js';
+import { writeBody } from '../../../src/remote/download.js';
+import { InlineHasher } from '../../../src/remote/hasher.js';
+import { Readable } from 'node:stream';
 import { baseOpts, bytes, testAgent, tmpDir } from './helpers.js';
 
 const MiB = 1024 * 1024;
@@ -367,4 +370,20 @@ test('pull of a missing tag is a RegistryError with MANIFEST_UNKNOWN and a hint'
   assert.deepEqual(err.ociCodes, ['MANIFEST_UNKNOWN']);
   assert.match(err.message, /fetch manifest m\/none:v9/);
   assert.ok(err.hint);
+});
+
+test('writeBody fails at once for a response body destroyed before it is read (an abort while the file opened)', async (t) => {
+  const dir = await tmpDir(t);
+  const body = new Readable({ read() {} });
+  body.destroy();
+  await new Promise((r) => setImmediate(r)); // its 'close' has been emitted already
+  const hasher = new InlineHasher('sha256');
+  const outcome = await Promise.race([
+    writeBody(body, `${dir}/partial`, 0, 10, hasher, () => {}, () => {}).then(
+      () => 'resolved',
+      () => 'rejected',
+    ),
+    new Promise((r) => setTimeout(() => r('hung'), 2000)),
+  ]);
+  assert.equal(outcome, 'rejected');
 });
