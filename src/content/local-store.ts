@@ -106,8 +106,8 @@ export class LocalStore {
     return !!st && (size === undefined || st.size === size);
   }
 
-  openBlob(digest: string, opts: { start?: number } = {}): Readable {
-    return createReadStream(this.blobPath(digest), { start: opts.start, highWaterMark: 1 << 20 });
+  openBlob(digest: string, opts: { start?: number; highWaterMark?: number } = {}): Readable {
+    return createReadStream(this.blobPath(digest), { start: opts.start, highWaterMark: opts.highWaterMark ?? 1 << 20 });
   }
 
   /** Like openBlob, but a missing blob is a clear NotFoundError instead of a raw ENOENT from the stream. */

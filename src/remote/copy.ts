@@ -6,6 +6,7 @@
  */
 import path from 'node:path';
 import { UploadSessions } from './upload-sessions.js';
+import { UPLOAD_HWM } from './upload.js';
 import { AbortedError, ModctlError, NotFoundError, RegistryError, UsageError } from '../errors.js';
 import { isManifestType, type LocalStore } from '../content/local-store.js';
 import { layerFilepath } from '../oci/media-types.js';
@@ -179,7 +180,7 @@ export async function pushArtifact(store: LocalStore, source: string, target: Re
       progress?.({ type: 'done', id: d.digest, skipped: true });
       return;
     }
-    const r = await client.uploadBlob(repo, d, (offset) => store.openBlob(d.digest, { start: offset }), {
+    const r = await client.uploadBlob(repo, d, (offset) => store.openBlob(d.digest, { start: offset, highWaterMark: UPLOAD_HWM }), {
       chunkSize: opts.chunkSize,
       mountFrom: opts.mountFrom,
       onProgress: progress,

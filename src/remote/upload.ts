@@ -25,6 +25,13 @@ import { appendDigestQuery, resolveLocation } from './url.js';
 import type { RegistryClient } from './repository.js';
 
 /** Blobs up to this size go up in one PUT (the ModelPack config, small files); bigger ones stream through PATCH. */
+
+/**
+ * Read size for upload bodies. Measured pushing 2 GiB (3 alternating runs): 256 KiB 3.9–4.1 s and ~117 MB peak RSS,
+ * 1 MiB 4.7 s and ~136 MB, 128 KiB and 64 KiB slower again; callers reading local files use it too.
+ */
+export const UPLOAD_HWM = 256 * 1024;
+
 export const SMALL_BLOB_BYTES = 4 * 1024 * 1024;
 /** How many times an upload may fail to advance before we give up on the registry. */
 const MAX_STALLS = 3;
@@ -105,7 +112,7 @@ export async function uploadBlob(
       }
       if (left > 0) throw new Error(`local content for ${desc.digest} ended ${left} bytes early`);
     }
-    return Readable.from(gen(), { objectMode: false, highWaterMark: 1 << 20 });
+    return Readable.from(gen(), { objectMode: false, highWaterMark: UPLOAD_HWM });
   };
 
   const updateLocation = (res: HttpResponse) => {
