@@ -313,9 +313,22 @@ async function writeRawFile(layer: Descriptor, abs: string, meta: { mode: number
 
 /** writeRawFile through `fetchToFile`: false when that path does not apply (nothing was written). */
 async function fetchRawFile(layer: Descriptor, abs: string, tmp: string, meta: { mode: number; mtime?: Date }, ctx: Ctx): Promise<boolean> {
+  if (!(await fetchVerified(layer, tmp, ctx))) return false;
+  throwIfAborted(ctx.signal);
+  await fsp.chmod(tmp, meta.mode);
+  if (meta.mtime) await fsp.utimes(tmp, meta.mtime, meta.mtime);
+  await fsp.rename(tmp, abs);
+  return true;
+}
+
+/**
+ * Receive `layer` into `file` through `fetchToFile` (resuming what `file` holds) and check its size and digest;
+ * false when that path does not apply (nothing was written). Download progress is reported as it goes.
+ */
+async function fetchVerified(layer: Descriptor, file: string, ctx: Ctx): Promise<boolean> {
   // Only a regular file (or nothing) may sit under the partial name: the fetcher opens it without following links.
-  const st = await lstatOrUndefined(tmp);
-  if (st && !st.isFile()) await fsp.rm(tmp, { recursive: true, force: true });
+  const st = await lstatOrUndefined(file);
+  if (st && !st.isFile()) await fsp.rm(file, { recursive: true, force: true });
   let reported = 0;
   const report = (pos: number) => {
     if (pos > reported) {
@@ -323,19 +336,15 @@ async function fetchRawFile(layer: Descriptor, abs: string, tmp: string, meta: {
       reported = pos;
     }
   };
-  const got = await ctx.opts.fetchToFile!(layer, tmp, report);
+  const got = await ctx.opts.fetchToFile!(layer, file, report);
   if (!got) return false;
   if (got.length !== layer.size || got.digest !== layer.digest) {
     // bytes that fail verification are worthless: do not resume from them
-    await fsp.rm(tmp, { force: true });
+    await fsp.rm(file, { force: true });
     if (got.length !== layer.size) throw new SizeMismatchError(layer.size, got.length, `layer ${layer.digest}`);
     throw new DigestMismatchError(layer.digest, got.digest, `layer ${layer.digest}`);
   }
   report(layer.size);
-  throwIfAborted(ctx.signal);
-  await fsp.chmod(tmp, meta.mode);
-  if (meta.mtime) await fsp.utimes(tmp, meta.mtime, meta.mtime);
-  await fsp.rename(tmp, abs);
   return true;
 }
 
@@ -379,14 +388,30 @@ type TarOp =
 async function extractTar(layer: Descriptor, enc: Exclude<LayerEncoding, 'raw'>, ctx: Ctx, target?: LayerTarget): Promise<ExtractedFile[]> {
   // Validated before the download starts: a hostile target directory or prefix is refused up front.
   const names = new EntryNames(target?.path, target?.stripPrefix);
-  await checkSpace(ctx.root, layer.size, layer);
+  // Resumable callers with a fetcher stage a big layer as a verified file first (it then survives a kill like a raw
+  // file does), which needs room for the layer and its contents side by side.
+  const staging = !!ctx.opts.resumable && !!ctx.opts.fetchToFile;
+  await checkSpace(ctx.root, staging ? 2 * layer.size : layer.size, layer);
   throwIfAborted(ctx.signal);
-  const src = await ctx.opts.openBlob(layer);
-  // Verify the blob as stored (compressed) bytes, before decoding.
+  const stagedPath = path.join(ctx.root, `.modctl-partial-layer-${layer.digest.slice(layer.digest.indexOf(':') + 1, layer.digest.indexOf(':') + 17)}`);
+  const staged = staging && (await fetchVerified(layer, stagedPath, ctx)) ? stagedPath : undefined;
+  try {
+    return await extractTarFrom(layer, enc, ctx, names, target, staged);
+  } finally {
+    // a verified layer is worth keeping only for a run that was interrupted: the next one extracts it without a download
+    if (staged && !ctx.signal?.aborted) await fsp.rm(staged, { force: true });
+  }
+}
+
+async function extractTarFrom(layer: Descriptor, enc: Exclude<LayerEncoding, 'raw'>, ctx: Ctx, names: EntryNames, target: LayerTarget | undefined, staged: string | undefined): Promise<ExtractedFile[]> {
+  const src = staged ? createReadStream(staged, { highWaterMark: 256 * 1024 }) : await ctx.opts.openBlob(layer);
+  // Verify the blob as stored (compressed) bytes, before decoding (a staged copy again: it is read back from disk).
   const verified = pipeline(
     src,
     new VerifyingStream(layer.digest, layer.size, { what: `layer ${layer.digest}` }),
-    new CountingStream((n) => ctx.opts.onProgress?.({ layer, bytes: n })),
+    new CountingStream((n) => {
+      if (!staged) ctx.opts.onProgress?.({ layer, bytes: n });
+    }),
     noop,
   );
   let decoded: Readable;

@@ -5,6 +5,7 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { runCli } from '../support/run-cli.js';
 import { tmpDir } from '../support/tmp.js';
+import { exitOf } from '../support/child.js';
 
 const BIN = path.resolve(import.meta.dirname, '../../../bin/modctl');
 
@@ -69,7 +70,7 @@ test('SIGINT during a long build exits 130 and leaves no temp files', async () =
     }
   }
   child.kill('SIGINT');
-  const code = await new Promise((r) => child.on('exit', (c) => r(c)));
+  const code = await exitOf(child);
   assert.equal(code, 130);
   const ingest = readdirSync(path.join(store, 'ingest'));
   assert.deepEqual(ingest.filter((n) => n.startsWith('tmp-')), []);

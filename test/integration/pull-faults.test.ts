@@ -10,6 +10,7 @@ import { runCli } from '../support/run-cli.js';
 import { tmpDir, writeTree } from '../support/tmp.js';
 import { startRegistry, type RegistryHandle } from '../support/registry.js';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
+import { exitOf } from '../support/child.js';
 
 const BIN = path.resolve(import.meta.dirname, '../../../bin/modctl');
 const BIG = 6 * 1024 * 1024;
@@ -105,7 +106,7 @@ test(`a pull killed with SIGKILL resumes from its partial file with a Range requ
   const deadline = Date.now() + 15_000;
   while (Date.now() < deadline && !(existsSync(partial) && statSync(partial).size > 1024 * 1024)) await new Promise((r) => setTimeout(r, 50));
   child.kill('SIGKILL');
-  await new Promise((r) => child.on('exit', r));
+  await exitOf(child);
   proxy.setPlan();
   const have = statSync(partial).size;
   assert.ok(have > 0 && have < BIG, `partial has ${have} bytes`);

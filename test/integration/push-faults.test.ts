@@ -9,6 +9,7 @@ import { runCli } from '../support/run-cli.js';
 import { tmpDir, writeTree } from '../support/tmp.js';
 import { startRegistry, type RegistryHandle } from '../support/registry.js';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
+import { exitOf } from '../support/child.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../../..');
 const BIN = path.join(ROOT, 'bin/modctl');
@@ -115,7 +116,7 @@ test('a push killed with SIGKILL resumes its partly uploaded blob on the next ru
     await new Promise((r) => setTimeout(r, 50));
   }
   child.kill('SIGKILL');
-  await new Promise((r) => child.on('exit', r));
+  await exitOf(child);
   proxy.setPlan();
   const firstRun = proxy.requests.filter((q) => q.method === 'PATCH' && q.status >= 200 && q.status < 300).length;
   assert.equal(firstRun, 3, 'chunks uploaded before the kill');

@@ -9,6 +9,8 @@ import { runCli } from '../support/run-cli.js';
 import { tmpDir, writeTree, listFiles } from '../support/tmp.js';
 import { startRegistry, type RegistryHandle } from '../support/registry.js';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
+import { exitOf } from '../support/child.js';
+import { createHash } from 'node:crypto';
 import { LocalStore } from '../../src/content/local-store.js';
 import { MT_OCI_MANIFEST } from '../../src/oci/media-types.js';
 
@@ -186,7 +188,6 @@ test(`a blob whose bytes do not match its digest is rejected: nothing under a fi
 function require_sha256(b: Buffer): string {
   return createHashHex(b);
 }
-import { createHash } from 'node:crypto';
 function createHashHex(b: Buffer): string {
   return createHash('sha256').update(b).digest('hex');
 }
@@ -205,7 +206,7 @@ test(`SIGKILL during pull --extract-from-remote, then a rerun resumes from the b
     if (partial && statSync(path.join(out, partial)).size > 1024 * 1024) break;
   }
   child.kill('SIGKILL');
-  await new Promise((r) => child.on('exit', r));
+  await exitOf(child);
   proxy.setPlan();
   assert.ok(partial, 'a partial file was being written');
   const have = statSync(path.join(out, partial!)).size;
@@ -233,7 +234,7 @@ test(`SIGINT stops a transfer promptly with exit 130 and keeps the partial file 
   }
   const t0 = Date.now();
   child.kill('SIGINT');
-  const code = await new Promise((r) => child.on('exit', (c) => r(c)));
+  const code = await exitOf(child);
   proxy.setPlan();
   assert.equal(code, 130);
   assert.ok(Date.now() - t0 < 5000, 'stopped promptly');
@@ -261,4 +262,51 @@ test('a hostile artifact (filepath escaping the output dir) is refused before an
   assert.equal(r.code, 1);
   assert.match(r.stderr, /unsafe path/);
   assert.deepEqual(listFiles(parent), [], 'nothing written anywhere');
+});
+
+test('a directory (tar) layer killed mid-download resumes from its staged bytes and unpacks identically', async () => {
+  const dirCtx = tmpDir('modctl-ctx-');
+  const tree: Record<string, Buffer | string> = {
+    'data/a.bin': Buffer.alloc(3 * 1024 * 1024, 1).fill(9, 12345, 99999),
+    'data/b.bin': Buffer.alloc(3 * 1024 * 1024, 2),
+    'data/sub/c.txt': 'hello\n',
+  };
+  writeTree(dirCtx, { ...tree, 'config.json': '{}', Modelfile: 'NAME dirs\nCONFIG config.json\nDATASET data\n' });
+  const dref = `${proxy.host}/models/dirs:v1`;
+  const store = tmpDir();
+  let r = await cli(['--storage-dir', store, 'build', '-t', dref, '-f', path.join(dirCtx, 'Modelfile'), dirCtx]);
+  assert.equal(r.code, 0, r.stderr);
+  r = await cli(['--storage-dir', store, 'push', '--plain-http', dref]);
+  assert.equal(r.code, 0, r.stderr);
+
+  const env = { MODCTL_FAST_FETCH_MIN: '1' };
+  const out = path.join(tmpDir(), 'out');
+  proxy.setPlan({ match: { method: 'GET', path: /\/blobs\/sha256:/ }, times: 100, fault: { kind: 'trickle', bytesPerSec: 2 * 1024 * 1024 } });
+  const child = spawn(process.execPath, [BIN, 'pull', '--plain-http', dref, '--extract-dir', out, '--extract-from-remote', '--storage-dir', tmpDir()], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, ...env },
+  });
+  let childErr = '';
+  child.stderr!.on('data', (c) => (childErr += c));
+  let staged: string | undefined;
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline) {
+    await new Promise((res) => setTimeout(res, 100));
+    staged = existsSync(out) ? readdirSync(out).find((n) => n.startsWith('.modctl-partial-layer-')) : undefined;
+    if (staged && statSync(path.join(out, staged)).size > 1024 * 1024) break;
+  }
+  child.kill('SIGKILL');
+  await exitOf(child);
+  proxy.setPlan();
+  assert.ok(staged, `the layer was being staged (child stderr: ${childErr})`);
+  const have = statSync(path.join(out, staged!)).size;
+  assert.ok(existsSync(out) && !existsSync(path.join(out, 'data/a.bin')), 'nothing unpacked yet');
+
+  proxy.requests.length = 0;
+  r = await cli(['pull', '--plain-http', dref, '--extract-dir', out, '--extract-from-remote', '--storage-dir', tmpDir()], undefined, env);
+  assert.equal(r.code, 0, r.stderr);
+  const get = proxy.requests.find((q) => q.method === 'GET' && q.path.includes('/blobs/sha256:') && q.range);
+  assert.ok(get?.range && Number(/bytes=(\d+)-/.exec(get.range)?.[1]) >= have - 4096, `resumed with a Range near ${have}: ${get?.range}`);
+  for (const [rel, v] of Object.entries(tree)) assert.deepEqual(readFileSync(path.join(out, rel)), Buffer.from(v), rel);
+  assert.deepEqual(listFiles(out).sort(), ['config.json', 'data/a.bin', 'data/b.bin', 'data/sub/c.txt'], 'the staged layer is gone');
 });
