@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import { AbortedError, AuthError, DigestMismatchError, RegistryError, SizeMismatchError, throwIfAborted } from '../errors.js';
+import { AbortedError, AuthError, DigestMismatchError, ModctlError, RegistryError, SizeMismatchError, throwIfAborted } from '../errors.js';
 import { digestAlgorithm, digestOf, isDigest } from '../oci/digest.js';
 import { MANIFEST_MEDIA_TYPES, MT_OCI_INDEX, MT_OCI_MANIFEST, MT_DOCKER_LIST, MT_DOCKER_MANIFEST } from '../oci/media-types.js';
 import { registryHost } from '../oci/reference.js';
@@ -379,7 +379,12 @@ export class RegistryClient {
         if (out.name === 'AbortError' || signal?.aborted) throw new AbortedError();
         if (out.code === 'E_SIZE_MISMATCH') throw new SizeMismatchError(o.size, out.actual ?? -1, `blob ${digest}`);
         const e = Object.assign(new Error(out.message), { code: out.code });
-        throw out.local ? e : errorFromNetwork(this.registry, operation, e, url);
+        if (!out.local) throw errorFromNetwork(this.registry, operation, e, url);
+        // our side: the disk, the partial file, a header we refused to send
+        throw new ModctlError('E_IO', `${operation}: ${out.message}`, {
+          cause: e,
+          hint: out.code === 'ENOSPC' || out.code === 'EDQUOT' ? 'free some disk space and run again: the bytes received so far are kept' : undefined,
+        });
       }
       const res: HttpResponse = {
         status: out.status,

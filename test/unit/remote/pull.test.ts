@@ -387,3 +387,16 @@ test('writeBody fails at once for a response body destroyed before it is read (a
   ]);
   assert.equal(outcome, 'rejected');
 });
+
+test('fetch workers: a failure on our side (the partial path is not writable) is E_IO, said once, not retried', async (t) => {
+  const { reg, dir, agent, store } = await setup(t);
+  const data = bytes(2 * MiB, 27);
+  const art = publish(reg, 'm/io', 'v1', [data]);
+  await fsp.mkdir(store.partialPath(art.layers[0].digest), { recursive: true });
+  const [, workers] = PATHS[1];
+  const err = await pullArtifact(store, parseReference(`${reg.host}/m/io:v1`), workers(agent, dir)).catch((e) => e);
+  assert.equal(err?.code, 'E_IO', String(err));
+  assert.match(String(err?.message), /pull blob sha256:/);
+  assert.equal(reg.requests('GET', `/blobs/${art.layers[0].digest}`).length, 1, 'not retried');
+  assert.equal(await store.hasBlob(art.layers[0].digest), false);
+});
