@@ -82,6 +82,13 @@ export interface StreamHashingOptions {
   /** Content-Length when known (raw files); chunked transfer encoding otherwise. */
   size?: number;
   signal?: AbortSignal;
+  /**
+   * The source is this file (all `size` bytes of it): big ones are then sent and hashed on a fetch worker thread
+   * (RegistryClient.sendFileBody) instead of through `open()`.
+   */
+  file?: string;
+  /** With `file`: bytes sent, as they go (progress for the fast path; `open()` reports its own reads). */
+  onSent?: (bytes: number) => void;
   /** Throws when the source changed during the upload (checked after a failure and before committing). */
   checkUnchanged?: () => Promise<void>;
 }
@@ -132,18 +139,40 @@ export async function pushStreamHashing(client: RegistryClient, repo: string, op
       };
       const headers: Record<string, string> = { 'content-type': OCTET };
       if (opts.size !== undefined) headers['content-length'] = String(opts.size);
-      const res = await client.request({ method: 'PATCH', url: location, operation, scopes, headers, body, retry: false, signal, highWaterMark: HWM });
-      if (res.status < 200 || res.status > 299) throw await client.fail(res, operation);
-      await discard(res);
-      setLocation(res);
-      if (producerError) throw producerError;
-      let digest: string;
-      try {
-        digest = hasher!.digest;
-      } catch {
-        throw new RegistryError(client.registry, operation, 'the registry answered before receiving the whole blob');
+      let digest: string | undefined;
+      let size: number;
+      if (opts.file !== undefined && opts.size !== undefined && client.fastFetch && opts.size >= client.fastFetchMin) {
+        const r = await client.sendFileBody('PATCH', location, {
+          file: opts.file,
+          start: 0,
+          length: opts.size,
+          headers: { 'content-type': OCTET },
+          operation,
+          scopes,
+          signal,
+          onProgress: (n) => {
+            opts.onSent?.(n - sent);
+            sent = n;
+          },
+        });
+        if (r.res.status < 200 || r.res.status > 299) throw await client.fail(r.res, operation);
+        setLocation(r.res);
+        digest = r.digest;
+        size = r.sent;
+      } else {
+        const res = await client.request({ method: 'PATCH', url: location, operation, scopes, headers, body, retry: false, signal, highWaterMark: HWM });
+        if (res.status < 200 || res.status > 299) throw await client.fail(res, operation);
+        await discard(res);
+        setLocation(res);
+        if (producerError) throw producerError;
+        try {
+          digest = hasher!.digest;
+        } catch {
+          digest = undefined;
+        }
+        size = hasher!.size;
       }
-      const size = hasher!.size;
+      if (digest === undefined) throw new RegistryError(client.registry, operation, 'the registry answered before receiving the whole blob');
       if (opts.size !== undefined && size !== opts.size) {
         throw new ModctlError('E_FILE_CHANGED', `${opts.label} changed size while it was being read (${opts.size} → ${size} bytes)`, {
           hint: 'do not modify the model files during a build',
@@ -260,6 +289,8 @@ export async function pushLayer(ctx: LayerPushContext, e: SourceEntry): Promise<
       r = await pushStreamHashing(client, repo, open, {
         label: e.relPath,
         size: e.stat.size,
+        file: e.absPath,
+        onSent: onBytes,
         signal,
         checkUnchanged: fileChangedCheck(e),
       });

@@ -6,15 +6,18 @@
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { FetchJob, FetchOutcome } from './fetch-core.js';
+import type { SendJob, SendOutcome } from './send-core.js';
 
 interface Slot {
   worker: Worker;
   load: number;
 }
 
+type Outcome = FetchOutcome | SendOutcome;
+
 interface Pending {
   slot: Slot;
-  resolve: (o: FetchOutcome) => void;
+  resolve: (o: Outcome) => void;
   onProgress?: (pos: number) => void;
 }
 
@@ -30,14 +33,23 @@ export class FetchPool {
     this.size = Math.max(1, size ?? Math.min(4, os.availableParallelism()));
   }
 
+  /** Receive a blob into a file (fetch-core.ts); progress is the file position written. */
   run(job: FetchJob, opts: { signal?: AbortSignal; onProgress?: (pos: number) => void } = {}): Promise<FetchOutcome> {
-    if (this.closed) return Promise.resolve({ kind: 'failed', message: 'the fetch pool is closed', name: 'AbortError', code: 'ABORT_ERR' });
-    if (opts.signal?.aborted) return Promise.resolve({ kind: 'failed', message: 'aborted', name: 'AbortError', code: 'ABORT_ERR' });
+    return this.dispatch('run', job, opts, { kind: 'failed', message: 'aborted', name: 'AbortError', code: 'ABORT_ERR' }) as Promise<FetchOutcome>;
+  }
+
+  /** Send a file range as a request body (send-core.ts); progress is the bytes sent. */
+  send(job: SendJob, opts: { signal?: AbortSignal; onProgress?: (sent: number) => void } = {}): Promise<SendOutcome> {
+    return this.dispatch('send', job, opts, { kind: 'failed', message: 'aborted', name: 'AbortError', code: 'ABORT_ERR', sent: 0 }) as Promise<SendOutcome>;
+  }
+
+  private dispatch(type: 'run' | 'send', job: FetchJob | SendJob, opts: { signal?: AbortSignal; onProgress?: (pos: number) => void }, aborted: Outcome): Promise<Outcome> {
+    if (this.closed || opts.signal?.aborted) return Promise.resolve(aborted);
     const slot = this.pick();
     const id = this.nextId++;
     slot.load++;
     if (slot.load === 1) slot.worker.ref();
-    return new Promise<FetchOutcome>((resolve) => {
+    return new Promise<Outcome>((resolve) => {
       const onAbort = () => slot.worker.postMessage({ type: 'abort', id });
       opts.signal?.addEventListener('abort', onAbort, { once: true });
       this.pending.set(id, {
@@ -48,7 +60,7 @@ export class FetchPool {
           resolve(o);
         },
       });
-      slot.worker.postMessage({ type: 'run', id, job });
+      slot.worker.postMessage({ type, id, job });
     });
   }
 
@@ -65,7 +77,7 @@ export class FetchPool {
 
   private spawn(): Slot {
     const slot: Slot = { worker: new Worker(new URL('./fetch-worker.js', import.meta.url)), load: 0 };
-    slot.worker.on('message', (m: { id: number; pos?: number; outcome?: FetchOutcome }) => {
+    slot.worker.on('message', (m: { id: number; pos?: number; outcome?: Outcome }) => {
       const p = this.pending.get(m.id);
       if (!p) return;
       if (m.outcome) {
@@ -78,7 +90,7 @@ export class FetchPool {
     return slot;
   }
 
-  private settle(id: number, outcome: FetchOutcome): void {
+  private settle(id: number, outcome: Outcome): void {
     const p = this.pending.get(id);
     if (!p) return;
     this.pending.delete(id);
@@ -91,14 +103,14 @@ export class FetchPool {
     const i = this.slots.indexOf(slot);
     if (i >= 0) this.slots.splice(i, 1);
     for (const [id, p] of [...this.pending]) {
-      if (p.slot === slot) this.settle(id, { kind: 'failed', message: e.message, code: 'E_FETCH_WORKER', local: true });
+      if (p.slot === slot) this.settle(id, { kind: 'failed', message: e.message, code: 'E_FETCH_WORKER', local: true, sent: 0 });
     }
   }
 
   async close(): Promise<void> {
     this.closed = true;
     const slots = this.slots.splice(0);
-    for (const [id] of [...this.pending]) this.settle(id, { kind: 'failed', message: 'aborted', name: 'AbortError', code: 'ABORT_ERR' });
+    for (const [id] of [...this.pending]) this.settle(id, { kind: 'failed', message: 'aborted', name: 'AbortError', code: 'ABORT_ERR', sent: 0 });
     await Promise.all(slots.map((s) => s.worker.terminate().catch(() => {})));
   }
 }

@@ -418,6 +418,59 @@ export class RegistryClient {
   }
 
   /**
+   * Send `length` bytes of `file` from `start` as the body of one request on a fetch worker thread (send-core.ts),
+   * hashing them on the way, with this client's credentials (a 401 from the registry is answered, at most two rounds,
+   * by sending the body again). Returns the response (any status; body capped at 8 KiB), the bytes sent, and the
+   * digest of the range when all of it went out. Transport failures throw like `request()` does; a failure to read
+   * the file is an E_READ error.
+   */
+  async sendFileBody(
+    method: 'PATCH',
+    url: string,
+    o: { file: string; start: number; length: number; headers: Record<string, string>; operation: string; scopes: readonly string[]; signal?: AbortSignal; onProgress?: (sent: number) => void },
+  ): Promise<{ res: HttpResponse; sent: number; digest?: string }> {
+    const signal = o.signal ?? this.signal;
+    await this.ping();
+    let scopes = mergeScopes(this.scopeHints, o.scopes);
+    const origin = new URL(this.baseUrl).origin;
+    for (let authRounds = 0; ; ) {
+      throwIfAborted(signal);
+      const toRegistry = sameOrigin(url, origin);
+      const authz = toRegistry ? await this.auth.authorization(scopes) : undefined;
+      const headers: Record<string, string> = { 'user-agent': this.userAgent, ...o.headers };
+      if (authz) headers.authorization = authz;
+      const out = await this.workers().send(
+        { method, url, headers, tls: this.tlsOptions, file: o.file, start: o.start, length: o.length, alg: 'sha256' },
+        { signal, onProgress: o.onProgress },
+      );
+      if (out.kind === 'failed') {
+        if (out.name === 'AbortError' || signal?.aborted) throw new AbortedError();
+        const e = Object.assign(new Error(out.message), { code: out.code });
+        if (!out.local) throw errorFromNetwork(this.registry, o.operation, e, url);
+        throw new ModctlError(out.code === 'E_FILE_CHANGED' ? 'E_FILE_CHANGED' : 'E_READ', out.message, { cause: e });
+      }
+      const res: HttpResponse = {
+        status: out.status,
+        headers: out.headers as HttpResponse['headers'],
+        body: Readable.from([Buffer.from(out.body)]) as unknown as HttpResponse['body'],
+        url,
+        method,
+        sentHeaders: headers,
+      };
+      this.collectWarnings(res);
+      if (out.status === 401 && toRegistry && authRounds < 2) {
+        const next = await this.auth.onUnauthorized(headerValues(res.headers, 'www-authenticate'), scopes, authz);
+        if (next) {
+          authRounds++;
+          scopes = next;
+          continue;
+        }
+      }
+      return { res, sent: out.sent, digest: out.digest };
+    }
+  }
+
+  /**
    * Cross-repository mount (end-11). 201 → mounted. 202 → not mounted, but an upload session was opened: its
    * Location is returned so the caller continues with it instead of POSTing again.
    */

@@ -143,6 +143,11 @@ test('htpasswd registry: login checks credentials, saves them 0600, push/pull us
   r = await cli(['--storage-dir', tmpDir(), 'pull', '--plain-http', ref], env);
   assert.equal(r.code, 0, r.stderr);
   await pullTreeViaWorkers(ref, ctx, ['--plain-http'], env);
+  // build --output-remote sends its big file through the fetch workers' send path, with the saved credentials
+  const built = `${reg.host}/models/auth-built:v1`;
+  r = await cli(['--storage-dir', tmpDir(), 'build', '--output-remote', '--plain-http', '-t', built, '-f', path.join(ctx, 'Modelfile'), ctx], { ...env, ...VIA_WORKERS });
+  assert.equal(r.code, 0, r.stderr);
+  await pullTreeViaWorkers(built, ctx, ['--plain-http'], env);
 
   r = await cli(['logout', reg.host], env);
   assert.equal(r.code, 0, r.stderr);
@@ -171,6 +176,10 @@ test('token-auth registry (ES256 JWT): push and pull with saved credentials; ano
   r = await cli(['--json', '--storage-dir', tmpDir(), 'pull', '--plain-http', ref], env);
   assert.equal(r.code, 0, r.stderr);
   await pullTreeViaWorkers(ref, ctx, ['--plain-http'], env);
+  const built = `${reg.host}/models/tok-built:v1`;
+  r = await cli(['--storage-dir', tmpDir(), 'build', '--output-remote', '--plain-http', '-t', built, '-f', path.join(ctx, 'Modelfile'), ctx], { ...env, ...VIA_WORKERS });
+  assert.equal(r.code, 0, r.stderr);
+  await pullTreeViaWorkers(built, ctx, ['--plain-http'], env);
   r = await cli(['--storage-dir', tmpDir(), 'push', '--plain-http', ref], { DOCKER_CONFIG: tmpDir() });
   assert.equal(r.code, 1, 'anonymous push must fail');
 });
@@ -191,6 +200,10 @@ test('TLS registry: --ca-file trusts it, no CA fails clearly, --insecure skips v
   assert.equal(r.code, 0, r.stderr);
   await pullTreeViaWorkers(ref, ctx, ['--ca-file', reg.caFile!]);
   await pullTreeViaWorkers(ref, ctx, ['--insecure']);
+  const built = `${reg.host}/models/tls-built:v1`;
+  r = await cli(['--storage-dir', tmpDir(), 'build', '--output-remote', '--ca-file', reg.caFile!, '-t', built, '-f', path.join(ctx, 'Modelfile'), ctx], VIA_WORKERS);
+  assert.equal(r.code, 0, r.stderr);
+  await pullTreeViaWorkers(built, ctx, ['--ca-file', reg.caFile!]);
 });
 
 test('skopeo interop: what modctl pushes, skopeo copies byte-identically; what skopeo pushes, modctl pulls and extracts', async () => {

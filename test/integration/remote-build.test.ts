@@ -91,20 +91,28 @@ function layerPaths(manifest: any): string[] {
   return manifest.layers.map((l: any) => l.annotations['org.cncf.model.filepath']);
 }
 
+/** Big files go up through undici, or (every streamed file, however small) through the fetch workers' send path. */
+const SEND_PATHS: Array<[string, NodeJS.ProcessEnv]> = [
+  ['undici', { MODCTL_FAST_FETCH: '0' }],
+  ['fetch workers', { MODCTL_FAST_FETCH_MIN: '1' }],
+];
+
+for (const [via, env] of SEND_PATHS)
 for (const raw of [true, false]) {
-  test(`build --output-remote (--raw=${raw}) equals a local build + push; pull + extract gives the tree; a rebuild uploads nothing`, async () => {
+  test(`build --output-remote (--raw=${raw}) equals a local build + push; pull + extract gives the tree; a rebuild uploads nothing (${via})`, async () => {
     const reg = await registry();
     const ctx = modelDir();
     const mf = path.join(ctx, 'Modelfile');
-    const refLocal = `${reg.host}/models/local-${raw}:v1`;
-    const refRemote = `${reg.host}/models/remote-${raw}:v1`;
+    const tag = `${raw}-${via.replace(/ /g, '-')}`;
+    const refLocal = `${reg.host}/models/local-${tag}:v1`;
+    const refRemote = `${reg.host}/models/remote-${tag}:v1`;
 
     const s1 = tmpDir('modctl-store-');
     const local = await ok(['--storage-dir', s1, 'build', `--raw=${raw}`, '-t', refLocal, '-f', mf, ctx]);
     await ok(['--storage-dir', s1, 'push', '--plain-http', refLocal]);
 
     const s2 = tmpDir('modctl-store-');
-    const remote = await ok(['--storage-dir', s2, 'build', '--output-remote', '--plain-http', `--raw=${raw}`, '-t', refRemote, '-f', mf, ctx]);
+    const remote = await ok(['--storage-dir', s2, 'build', '--output-remote', '--plain-http', `--raw=${raw}`, '-t', refRemote, '-f', mf, ctx], { env });
     assert.equal(remote.pushed, true);
     assert.equal(remote.digest, local.digest, 'same manifest digest as the local build');
     assert.deepEqual(remote.config, local.config);
@@ -123,7 +131,7 @@ for (const raw of [true, false]) {
     assertTree(pulled.out, FILES);
 
     // unchanged tree: every layer is a digest-cache hit confirmed by HEAD; nothing read, nothing sent
-    const again = await ok(['--storage-dir', s2, 'build', '--output-remote', '--plain-http', `--raw=${raw}`, '-t', refRemote, '-f', mf, ctx]);
+    const again = await ok(['--storage-dir', s2, 'build', '--output-remote', '--plain-http', `--raw=${raw}`, '-t', refRemote, '-f', mf, ctx], { env });
     assert.equal(again.digest, local.digest);
     assert.equal(again.blobsUploaded, 0);
     assert.equal(again.bytesUploaded, 0);
