@@ -6,7 +6,10 @@
 //   re-push of the unchanged artifact (every blob HEADs present)
 //   pull:  modctl pull into a fresh store | skopeo copy docker:// → oci:<fresh dir> | curl GET of the 4 blobs (4 in parallel)
 //   hooks: `pull --extract-dir --extract-from-remote` (vs curl download) and `build --output-remote` (vs modctl push),
-//          measured only when this build's CLI has the flag, else reported as skipped.
+//          measured only when this build's CLI has the flag, else reported as skipped. Each is timed next to its own
+//          baseline (a curl download, a plain push to a fresh repository), in an order that alternates by round, so
+//          both meet the same registry and page-cache state; the ratios use those adjacent baselines (the ratios
+//          against the round's first pull/push rows are reported too).
 // Prints JSON: per-run rows, medians, median ratios, peak RSS, targets. Stops the registry and removes its data
 // (and everything it pulls) after every round.
 // Usage: node bench/registry.mjs [--runs N] [--size-mib M]   (work dir: $BENCH_DIR or .bench/)
@@ -99,7 +102,13 @@ try {
   for (let i = 0; i < runs; i++) {
     const reg = await startRegistry();
     const t = `r${i}-${Date.now().toString(36)}`;
-    const repos = { modctl: `bench/modctl-${t}`, skopeo: `bench/skopeo-${t}`, curl: `bench/curl-${t}`, outputRemote: `bench/output-remote-${t}` };
+    const repos = {
+      modctl: `bench/modctl-${t}`,
+      skopeo: `bench/skopeo-${t}`,
+      curl: `bench/curl-${t}`,
+      outputRemote: `bench/output-remote-${t}`,
+      pushAdjacent: `bench/push-adjacent-${t}`,
+    };
     const remote = (repo) => `${reg.host}/${repo}:v1`;
     const row = {};
     try {
@@ -155,25 +164,52 @@ try {
       };
       for (const k of rotated) await pullers[k]();
 
-      // hooks
+      // hooks, each next to its own baseline; the order alternates by round
+      const pair = async (a, b) => {
+        if (i % 2 === 0) {
+          await a();
+          await b();
+        } else {
+          await b();
+          await a();
+        }
+      };
       if (hasExtractFromRemote) {
-        const dir = await fresh(path.join(scratch, 'extract'));
-        const st = await fresh(path.join(scratch, 'extract-store'));
-        const r = await measured(() => timed(node, modctl('--storage-dir', st, 'pull', '--plain-http', '--extract-dir', dir, '--extract-from-remote', remote(repos.modctl))));
-        row.extractFromRemote = r.wall;
-        row.extractFromRemoteRssMB = r.rssMB;
-        await fsp.rm(dir, { recursive: true, force: true });
-        await fsp.rm(st, { recursive: true, force: true });
+        await pair(
+          async () => {
+            const dir = await fresh(path.join(scratch, 'extract'));
+            const st = await fresh(path.join(scratch, 'extract-store'));
+            const r = await measured(() => timed(node, modctl('--storage-dir', st, 'pull', '--plain-http', '--extract-dir', dir, '--extract-from-remote', remote(repos.modctl))));
+            row.extractFromRemote = r.wall;
+            row.extractFromRemoteRssMB = r.rssMB;
+            await fsp.rm(dir, { recursive: true, force: true });
+            await fsp.rm(st, { recursive: true, force: true });
+          },
+          async () => {
+            const dir = await fresh(path.join(scratch, 'curl-dl-adjacent'));
+            const r = await measured(() => sh(curlDownloadScript(reg.url, repos.modctl, bigLayers, dir)));
+            row.curlPullAdjacent = r.wall;
+            await fsp.rm(dir, { recursive: true, force: true });
+          },
+        );
       }
       if (hasOutputRemote) {
-        const st = await fresh(path.join(scratch, 'output-remote-store'));
-        const plain = buildHelp.includes('--plain-http') ? ['--plain-http'] : [];
-        const r = await measured(() =>
-          timed(node, modctl('--storage-dir', st, 'build', '--output-remote', ...plain, '-t', remote(repos.outputRemote), '-f', path.join(model, 'Modelfile'), model), { env: epochEnv }),
+        await pair(
+          async () => {
+            const st = await fresh(path.join(scratch, 'output-remote-store'));
+            const plain = buildHelp.includes('--plain-http') ? ['--plain-http'] : [];
+            const r = await measured(() =>
+              timed(node, modctl('--storage-dir', st, 'build', '--output-remote', ...plain, '-t', remote(repos.outputRemote), '-f', path.join(model, 'Modelfile'), model), { env: epochEnv }),
+            );
+            row.outputRemote = r.wall;
+            row.outputRemoteRssMB = r.rssMB;
+            await fsp.rm(st, { recursive: true, force: true });
+          },
+          async () => {
+            const r = await measured(() => timed(node, modctl('--storage-dir', store, 'push', '--plain-http', '--from', LOCAL_REF, remote(repos.pushAdjacent))));
+            row.pushAdjacent = r.wall;
+          },
         );
-        row.outputRemote = r.wall;
-        row.outputRemoteRssMB = r.rssMB;
-        await fsp.rm(st, { recursive: true, force: true });
       }
     } finally {
       await reg.stop(); // also removes its data dir
@@ -182,8 +218,14 @@ try {
     row.pullOverSkopeo = row.pull / row.skopeoPull;
     row.pushOverCurl = row.push / row.curlPush;
     row.pullOverCurl = row.pull / row.curlPull;
-    if (row.extractFromRemote !== undefined) row.extractOverCurl = row.extractFromRemote / row.curlPull;
-    if (row.outputRemote !== undefined) row.outputRemoteOverPush = row.outputRemote / row.push;
+    if (row.extractFromRemote !== undefined) {
+      row.extractOverCurl = row.extractFromRemote / row.curlPullAdjacent;
+      row.extractOverFirstCurl = row.extractFromRemote / row.curlPull;
+    }
+    if (row.outputRemote !== undefined) {
+      row.outputRemoteOverPush = row.outputRemote / row.pushAdjacent;
+      row.outputRemoteOverFirstPush = row.outputRemote / row.push;
+    }
     rows.push(row);
     log(JSON.stringify(Object.fromEntries(Object.entries(row).map(([k, v]) => [k, round(v)]))));
   }
@@ -208,9 +250,23 @@ const m = {
   pullOverCurl: med('pullOverCurl'),
   peakRssMB: { push: peak('pushRssMB'), rePush: peak('rePushRssMB'), pull: peak('pullRssMB'), skopeoPush: peak('skopeoPushRssMB'), skopeoPull: peak('skopeoPullRssMB') },
   extractFromRemote: hasExtractFromRemote
-    ? { seconds: med('extractFromRemote'), overCurlPull: med('extractOverCurl'), peakRssMB: peak('extractFromRemoteRssMB') }
+    ? {
+        seconds: med('extractFromRemote'),
+        curlPullAdjacentSeconds: med('curlPullAdjacent'),
+        overCurlPull: med('extractOverCurl'),
+        overFirstCurlPull: med('extractOverFirstCurl'),
+        peakRssMB: peak('extractFromRemoteRssMB'),
+      }
     : { skipped: SKIPPED },
-  outputRemote: hasOutputRemote ? { seconds: med('outputRemote'), overPush: med('outputRemoteOverPush'), peakRssMB: peak('outputRemoteRssMB') } : { skipped: SKIPPED },
+  outputRemote: hasOutputRemote
+    ? {
+        seconds: med('outputRemote'),
+        pushAdjacentSeconds: med('pushAdjacent'),
+        overPush: med('outputRemoteOverPush'),
+        overFirstPush: med('outputRemoteOverFirstPush'),
+        peakRssMB: peak('outputRemoteRssMB'),
+      }
+    : { skipped: SKIPPED },
 };
 const peakModctl = Math.max(m.peakRssMB.push, m.peakRssMB.pull, m.peakRssMB.rePush, hasExtractFromRemote ? m.extractFromRemote.peakRssMB : 0, hasOutputRemote ? m.outputRemote.peakRssMB : 0);
 const out = {
@@ -233,6 +289,7 @@ const out = {
     skopeoPull: 'skopeo copy --src-tls-verify=false docker://<host>/<repo>:v1 oci:<fresh dir>:v1',
     curlPush: `POST /v2/<fresh repo>/blobs/uploads/ then PUT -T <blob> <location>&digest=…, the ${FILES} big blobs in parallel`,
     curlPull: `GET /v2/<repo>/blobs/<digest> -o <file>, the ${FILES} big blobs in parallel`,
+    adjacent: 'extract-from-remote is compared with a curl download, and build --output-remote with a plain push to a fresh repository, each timed right next to it (order alternating by round)',
     order: 'modctl, skopeo, curl rotated by one each round; `sync` before every timed step',
   },
 };
