@@ -364,6 +364,11 @@ export function runFetch(job: FetchJob, ctl: FetchControl = {}): Promise<FetchOu
       }
       pos = start;
       state = 'body';
+      if (expected === 0) {
+        // nothing to read (an empty blob, or a resume that already had it all): the file is complete as it is
+        finish({ kind: 'done', status, headers, digest: `${job.alg}:${hash.digest('hex')}`, start, length: pos, direct: usedDirect });
+        return false;
+      }
       return true;
     };
 

@@ -176,6 +176,14 @@ test('preallocated blocks (buffered writes) never make a dropped transfer look l
   }
 });
 
+test('an empty body (Content-Length: 0) completes at once with the empty digest', async () => {
+  const srv = await rawServer((_s, sock) => sock.write('HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n')); // and keeps the connection open
+  const file = newFile();
+  const o = done(await runFetch(job(srv.url, file, 0)));
+  assert.equal(o.digest, sha(Buffer.alloc(0)));
+  assert.equal(statSync(file).size, 0);
+});
+
 test('a 200 answer to a ranged request restarts the file from 0', async () => {
   const body = data(300_000, 4);
   const srv = await rawServer(serveBody(body, { ignoreRange: true }));
