@@ -51,6 +51,7 @@ export type FetchOutcome =
   | { kind: 'done'; status: number; headers: FetchHeaders; digest: string; start: number; length: number; direct: boolean }
   | { kind: 'response'; status: number; headers: FetchHeaders; body: Uint8Array }
   | { kind: 'unsupported'; reason: string }
+  /** `local`: decided here (the disk, the file, a size check), not a transport failure: not worth a retry as such. */
   | { kind: 'failed'; message: string; code?: string; name?: string; local?: boolean; actual?: number };
 
 export interface FetchControl {
@@ -334,7 +335,7 @@ export function runFetch(job: FetchJob, ctl: FetchControl = {}): Promise<FetchOu
       } else start = 0;
       expected = cl !== undefined && /^\d+$/.test(cl) ? Number(cl) : -1;
       if (expected >= 0 && start + expected !== job.size) {
-        fail(Object.assign(new Error(`the registry announced ${start + expected} bytes, the manifest says ${job.size}`), { code: 'E_SIZE_MISMATCH', actual: start + expected }));
+        fail(Object.assign(new Error(`the registry announced ${start + expected} bytes, the manifest says ${job.size}`), { code: 'E_SIZE_MISMATCH', actual: start + expected }), true);
         return false;
       }
       try {
@@ -415,7 +416,7 @@ export function runFetch(job: FetchJob, ctl: FetchControl = {}): Promise<FetchOu
         return;
       }
       if (expected < 0 && start + received > job.size) {
-        fail(Object.assign(new Error(`the registry sent more than the ${job.size} bytes the manifest declares`), { code: 'E_SIZE_MISMATCH', actual: start + received }));
+        fail(Object.assign(new Error(`the registry sent more than the ${job.size} bytes the manifest declares`), { code: 'E_SIZE_MISMATCH', actual: start + received }), true);
         return;
       }
       if (ACC - filled < MIN_ROOM) flush(false);

@@ -21,6 +21,7 @@ import { redactText } from './redact.js';
 import { retryDecision, retryPolicyFromEnv, sleep, type RetryPolicy } from './retry.js';
 import { createDispatcher, defaultUserAgent, proxySettings } from './transport.js';
 import type { FetchHeaders, FetchJob } from './fetch-core.js';
+import type { SendOutcome } from './send-core.js';
 import { FetchPool } from './fetch-pool.js';
 import { parseLinkNext, resolveLocation, sameOrigin } from './url.js';
 import { uploadBlob, type UploadOptions, type UploadResult } from './upload.js';
@@ -339,6 +340,52 @@ export class RegistryClient {
   }
 
   /**
+   * One request made by a fetch worker (`start(headers)` posts it), with this client's credentials when it goes to
+   * the registry's origin: while the registry answers 401 with a challenge we can meet (at most two rounds), the
+   * request is made again. A worker's failure becomes the error `request()` would throw for the network, or
+   * `local(...)` for our side (disk, file). An answer (`kind: 'response'`) comes back as an HttpResponse too.
+   */
+  private async workerRequest<T extends { kind: string }>(
+    req: { url: string; method: string; operation: string; credentials: boolean; headers: Record<string, string>; scopes: readonly string[]; signal?: AbortSignal },
+    start: (headers: Record<string, string>) => Promise<T | WorkerFailure>,
+    local: (out: WorkerFailure, cause: Error) => Error,
+  ): Promise<{ out: T; res?: HttpResponse }> {
+    let scopes = mergeScopes(this.scopeHints, req.scopes);
+    for (let authRounds = 0; ; ) {
+      throwIfAborted(req.signal);
+      const authz = req.credentials ? await this.auth.authorization(scopes) : undefined;
+      const headers: Record<string, string> = { 'user-agent': this.userAgent, ...req.headers };
+      if (authz) headers.authorization = authz;
+      const out = await start(headers);
+      if (isWorkerFailure(out)) {
+        if (out.name === 'AbortError' || req.signal?.aborted) throw new AbortedError();
+        const e = Object.assign(new Error(out.message), { code: out.code });
+        throw out.local ? local(out, e) : errorFromNetwork(this.registry, req.operation, e, req.url);
+      }
+      if (out.kind !== 'response') return { out };
+      const answer = out as unknown as { status: number; headers: FetchHeaders; body: Uint8Array };
+      const res: HttpResponse = {
+        status: answer.status,
+        headers: answer.headers as HttpResponse['headers'],
+        body: Readable.from([Buffer.from(answer.body)]) as unknown as HttpResponse['body'],
+        url: req.url,
+        method: req.method,
+        sentHeaders: headers,
+      };
+      this.collectWarnings(res);
+      if (answer.status === 401 && req.credentials && authRounds < 2) {
+        const next = await this.auth.onUnauthorized(headerValues(res.headers, 'www-authenticate'), scopes, authz);
+        if (next) {
+          authRounds++;
+          scopes = next;
+          continue;
+        }
+      }
+      return { out, res };
+    }
+  }
+
+  /**
    * Receive a blob into `file` on a fetch worker thread (fetch-core.ts), with this client's auth and redirect rules:
    * a 401 from the registry is answered with credentials (at most two rounds), redirects are followed (at most 10,
    * Range kept, Authorization never sent off the registry's origin). With `offset > 0` the bytes of `file` up to
@@ -357,55 +404,34 @@ export class RegistryClient {
     const operation = `pull blob ${shortDigest(digest)}`;
     const signal = o.signal ?? this.signal;
     await this.ping();
-    let scopes = mergeScopes(this.scopeHints, [this.pullScope(repo)]);
     const origin = new URL(this.baseUrl).origin;
     let url = this.blobUrl(repo, digest);
     let offRegistry = false;
-    let authRounds = 0;
     for (let hop = 0; ; ) {
-      throwIfAborted(signal);
-      const toRegistry = !offRegistry && sameOrigin(url, origin);
-      const authz = toRegistry ? await this.auth.authorization(scopes) : undefined;
-      const headers: Record<string, string> = { 'user-agent': this.userAgent, accept: '*/*' };
+      const headers: Record<string, string> = { accept: '*/*' };
       if (o.offset > 0) headers.range = `bytes=${o.offset}-`;
-      if (authz) headers.authorization = authz;
-      const out = await this.workers().run(
-        { url, headers, tls: this.tlsOptions, file: o.file, offset: o.offset, size: o.size, alg: digestAlgorithm(digest), mode: o.mode, preallocate: true, directIoMin: this.directIoMin },
-        { signal, onProgress: o.onProgress },
+      const target = url;
+      const { out, res } = await this.workerRequest(
+        { url, method: 'GET', operation, credentials: !offRegistry && sameOrigin(url, origin), headers, scopes: [this.pullScope(repo)], signal },
+        (h) =>
+          this.workers().run(
+            { url: target, headers: h, tls: this.tlsOptions, file: o.file, offset: o.offset, size: o.size, alg: digestAlgorithm(digest), mode: o.mode, preallocate: true, directIoMin: this.directIoMin },
+            { signal, onProgress: o.onProgress },
+          ),
+        (f, cause) => {
+          if (f.code === 'E_SIZE_MISMATCH') return new SizeMismatchError(o.size, f.actual ?? -1, `blob ${digest}`);
+          // our side: the disk, the partial file, a header we refused to send
+          return new ModctlError('E_IO', `${operation}: ${f.message}`, {
+            cause,
+            hint: f.code === 'ENOSPC' || f.code === 'EDQUOT' ? 'free some disk space and run again: the bytes received so far are kept' : undefined,
+          });
+        },
       );
       if (out.kind === 'done') return { kind: 'done', digest: out.digest, length: out.length };
       if (out.kind === 'unsupported') return out;
-      if (out.kind === 'failed') {
-        if (out.name === 'AbortError' || signal?.aborted) throw new AbortedError();
-        if (out.code === 'E_SIZE_MISMATCH') throw new SizeMismatchError(o.size, out.actual ?? -1, `blob ${digest}`);
-        const e = Object.assign(new Error(out.message), { code: out.code });
-        if (!out.local) throw errorFromNetwork(this.registry, operation, e, url);
-        // our side: the disk, the partial file, a header we refused to send
-        throw new ModctlError('E_IO', `${operation}: ${out.message}`, {
-          cause: e,
-          hint: out.code === 'ENOSPC' || out.code === 'EDQUOT' ? 'free some disk space and run again: the bytes received so far are kept' : undefined,
-        });
-      }
-      const res: HttpResponse = {
-        status: out.status,
-        headers: out.headers as HttpResponse['headers'],
-        body: Readable.from([Buffer.from(out.body)]) as unknown as HttpResponse['body'],
-        url,
-        method: 'GET',
-        sentHeaders: headers,
-      };
-      this.collectWarnings(res);
-      if (out.status === 206) return { kind: 'range-mismatch' };
-      if (out.status === 401 && toRegistry && authRounds < 2) {
-        const next = await this.auth.onUnauthorized(headerValues(res.headers, 'www-authenticate'), scopes, authz);
-        if (next) {
-          authRounds++;
-          scopes = next;
-          continue;
-        }
-      }
-      const location = fetchHeader(out.headers, 'location');
-      if ([301, 302, 303, 307, 308].includes(out.status) && location) {
+      if (res!.status === 206) return { kind: 'range-mismatch' };
+      const location = headerValue(res!.headers, 'location');
+      if ([301, 302, 303, 307, 308].includes(res!.status) && location) {
         if (++hop > MAX_REDIRECTS) throw new RegistryError(this.registry, operation, `more than ${MAX_REDIRECTS} redirects`);
         const next = resolveLocation(location, url);
         // Credentials are bound to the registry's origin; once off it they are not sent again on this transfer.
@@ -413,7 +439,7 @@ export class RegistryClient {
         url = next;
         continue;
       }
-      throw await this.fail(res, operation);
+      throw await this.fail(res!, operation);
     }
   }
 
@@ -422,7 +448,7 @@ export class RegistryClient {
    * hashing them on the way, with this client's credentials (a 401 from the registry is answered, at most two rounds,
    * by sending the body again). Returns the response (any status; body capped at 8 KiB), the bytes sent, and the
    * digest of the range when all of it went out. Transport failures throw like `request()` does; a failure to read
-   * the file is an E_READ error.
+   * the file is an E_READ (or E_FILE_CHANGED) error.
    */
   async sendFileBody(
     method: 'PATCH',
@@ -431,43 +457,13 @@ export class RegistryClient {
   ): Promise<{ res: HttpResponse; sent: number; digest?: string }> {
     const signal = o.signal ?? this.signal;
     await this.ping();
-    let scopes = mergeScopes(this.scopeHints, o.scopes);
-    const origin = new URL(this.baseUrl).origin;
-    for (let authRounds = 0; ; ) {
-      throwIfAborted(signal);
-      const toRegistry = sameOrigin(url, origin);
-      const authz = toRegistry ? await this.auth.authorization(scopes) : undefined;
-      const headers: Record<string, string> = { 'user-agent': this.userAgent, ...o.headers };
-      if (authz) headers.authorization = authz;
-      const out = await this.workers().send(
-        { method, url, headers, tls: this.tlsOptions, file: o.file, start: o.start, length: o.length, alg: 'sha256' },
-        { signal, onProgress: o.onProgress },
-      );
-      if (out.kind === 'failed') {
-        if (out.name === 'AbortError' || signal?.aborted) throw new AbortedError();
-        const e = Object.assign(new Error(out.message), { code: out.code });
-        if (!out.local) throw errorFromNetwork(this.registry, o.operation, e, url);
-        throw new ModctlError(out.code === 'E_FILE_CHANGED' ? 'E_FILE_CHANGED' : 'E_READ', out.message, { cause: e });
-      }
-      const res: HttpResponse = {
-        status: out.status,
-        headers: out.headers as HttpResponse['headers'],
-        body: Readable.from([Buffer.from(out.body)]) as unknown as HttpResponse['body'],
-        url,
-        method,
-        sentHeaders: headers,
-      };
-      this.collectWarnings(res);
-      if (out.status === 401 && toRegistry && authRounds < 2) {
-        const next = await this.auth.onUnauthorized(headerValues(res.headers, 'www-authenticate'), scopes, authz);
-        if (next) {
-          authRounds++;
-          scopes = next;
-          continue;
-        }
-      }
-      return { res, sent: out.sent, digest: out.digest };
-    }
+    const { out, res } = await this.workerRequest(
+      { url, method, operation: o.operation, credentials: sameOrigin(url, new URL(this.baseUrl).origin), headers: o.headers, scopes: o.scopes, signal },
+      (h) => this.workers().send({ method, url, headers: h, tls: this.tlsOptions, file: o.file, start: o.start, length: o.length, alg: 'sha256' }, { signal, onProgress: o.onProgress }),
+      (f, cause) => new ModctlError(f.code === 'E_FILE_CHANGED' ? 'E_FILE_CHANGED' : 'E_READ', f.message, { cause }),
+    );
+    const answer = out as Extract<SendOutcome, { kind: 'response' }>;
+    return { res: res!, sent: answer.sent, digest: answer.digest };
   }
 
   /**
@@ -684,9 +680,11 @@ function chunkMin(res: HttpResponse): number | undefined {
   return Number.isSafeInteger(v) && v > 0 ? v : undefined;
 }
 
-function fetchHeader(h: FetchHeaders, name: string): string | undefined {
-  const v = h[name];
-  return Array.isArray(v) ? v[0] : v;
+/** A fetch worker's failed outcome (fetch-core.ts and send-core.ts share its shape). */
+type WorkerFailure = { kind: 'failed'; message: string; code?: string; name?: string; local?: boolean; actual?: number };
+
+function isWorkerFailure(o: { kind: string }): o is WorkerFailure {
+  return o.kind === 'failed';
 }
 
 /** A non-negative integer byte count from the environment, else the default. */
