@@ -54,18 +54,20 @@ export type FetchOutcome =
   /** `local`: decided here (the disk, the file, a size check), not a transport failure: not worth a retry as such. */
   | { kind: 'failed'; message: string; code?: string; name?: string; local?: boolean; actual?: number };
 
+/** How a worker follows a transfer (fetch-core and send-core alike). */
 export interface FetchControl {
-  /** Absolute file position written so far (after each write). */
+  /** Progress: the file position written so far (fetch), or the body bytes sent (send). */
   onProgress?: (pos: number) => void;
-  /** Set by runFetch: call to abort the transfer (the outcome is then 'failed' with name AbortError). */
+  /** Set by the transfer: call to abort it (the outcome is then 'failed' with name AbortError). */
   abort?: () => void;
 }
 
 const ACC = 1 << 20;
 /** Refill the buffer only while at least this much room is left; else hash and write it first. */
 const MIN_ROOM = 128 * 1024;
-const MAX_HEAD = 64 * 1024;
-const MAX_ERROR_BODY = 8 * 1024;
+/** Response heads above this are refused; error bodies are kept up to MAX_ERROR_BODY. */
+export const MAX_HEAD = 64 * 1024;
+export const MAX_ERROR_BODY = 8 * 1024;
 /** Below this, reserving blocks costs more than it saves. */
 const PREALLOCATE_MIN = 64 * 1024 * 1024;
 /** O_DIRECT alignment used for memory, file offsets and lengths (covers 512-byte and 4 KiB logical blocks). */
@@ -115,15 +117,43 @@ export function dechunk(b: Buffer): Buffer {
   return Buffer.concat(out);
 }
 
-function requestText(u: URL, headers: Record<string, string>): string {
-  let s = `GET ${u.pathname}${u.search} HTTP/1.1\r\nhost: ${u.host}\r\nconnection: close\r\n`;
+/**
+ * The head of a one-shot HTTP/1.1 request (`connection: close`, plus `fixed` headers that `headers` cannot override).
+ * Throws for a header name or value with CR or LF in it.
+ */
+export function requestHead(method: string, u: URL, headers: Record<string, string>, fixed: Record<string, string> = {}): string {
+  let s = `${method} ${u.pathname}${u.search} HTTP/1.1\r\nhost: ${u.host}\r\nconnection: close\r\n`;
+  for (const [k, v] of Object.entries(fixed)) s += `${k}: ${v}\r\n`;
   for (const [k, v] of Object.entries(headers)) {
     const name = k.toLowerCase();
-    if (name === 'host' || name === 'connection') continue;
+    if (name === 'host' || name === 'connection' || name in fixed) continue;
     if (/[\r\n]/.test(k) || /[\r\n]/.test(v)) throw Object.assign(new Error(`invalid header ${k}`), { code: 'ERR_INVALID_CHAR' });
     s += `${name}: ${v}\r\n`;
   }
   return `${s}\r\n`;
+}
+
+/**
+ * A TCP or TLS (HTTP/1.1 only) socket to the URL's host and port, no Nagle delay. With `onread`, reads land in the
+ * caller's buffer instead of fresh ones.
+ */
+export function connectTo(u: URL, tlsOpts: { ca?: string; rejectUnauthorized: boolean } | undefined, onread?: net.OnReadOpts): net.Socket {
+  const secure = u.protocol === 'https:';
+  const host = u.hostname.replace(/^\[(.*)\]$/, '$1');
+  const port = Number(u.port) || (secure ? 443 : 80);
+  const socket = secure
+    ? tls.connect({
+        host,
+        port,
+        servername: net.isIP(host) ? undefined : host,
+        ca: tlsOpts?.ca,
+        rejectUnauthorized: tlsOpts?.rejectUnauthorized ?? true,
+        ALPNProtocols: ['http/1.1'],
+        ...(onread ? { onread } : {}),
+      } as tls.ConnectionOptions)
+    : net.connect({ host, port, ...(onread ? { onread } : {}) });
+  socket.setNoDelay(true);
+  return socket;
 }
 
 /** Hash the first `len` bytes of an open file. */
@@ -200,14 +230,12 @@ export function runFetch(job: FetchJob, ctl: FetchControl = {}): Promise<FetchOu
     let request: string;
     try {
       u = new URL(job.url);
-      request = requestText(u, job.headers);
+      request = requestHead('GET', u, job.headers);
     } catch (e) {
       resolve({ kind: 'failed', message: (e as Error).message, code: (e as { code?: string }).code, local: true });
       return;
     }
     const secure = u.protocol === 'https:';
-    const host = u.hostname.replace(/^\[(.*)\]$/, '$1');
-    const port = Number(u.port) || (secure ? 443 : 80);
     // Own backing store (not the shared pool), with room to slide to an O_DIRECT-aligned start.
     const raw = Buffer.allocUnsafeSlow(ACC + BLOCK);
     let acc = raw.subarray(0, ACC);
@@ -442,18 +470,7 @@ export function runFetch(job: FetchJob, ctl: FetchControl = {}): Promise<FetchOu
         return true;
       },
     };
-    const socket: net.Socket = secure
-      ? tls.connect({
-          host,
-          port,
-          servername: net.isIP(host) ? undefined : host,
-          ca: job.tls?.ca,
-          rejectUnauthorized: job.tls?.rejectUnauthorized ?? true,
-          ALPNProtocols: ['http/1.1'],
-          onread,
-        } as tls.ConnectionOptions)
-      : net.connect({ host, port, onread });
-    socket.setNoDelay(true);
+    const socket = connectTo(u, job.tls, onread);
     socket.setTimeout(job.idleTimeoutMs ?? 300_000, () => {
       if (state === 'body') flush();
       fail(Object.assign(new Error(`no data for ${Math.round((job.idleTimeoutMs ?? 300_000) / 1000)} s`), { code: 'UND_ERR_BODY_TIMEOUT' }));

@@ -9,9 +9,7 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
-import tls from 'node:tls';
-import { dechunk, parseHead, type FetchHeaders } from './fetch-core.js';
+import { connectTo, dechunk, MAX_ERROR_BODY, MAX_HEAD, parseHead, requestHead, type FetchControl, type FetchHeaders } from './fetch-core.js';
 
 export interface SendJob {
   method: 'PATCH' | 'PUT' | 'POST';
@@ -30,30 +28,15 @@ export type SendOutcome =
   | { kind: 'response'; status: number; headers: FetchHeaders; body: Uint8Array; sent: number; digest?: string }
   | { kind: 'failed'; message: string; code?: string; name?: string; local?: boolean; sent: number };
 
-export interface SendControl {
-  /** Bytes of the body sent so far. */
-  onProgress?: (sent: number) => void;
-  abort?: () => void;
-}
-
 const BUF = 1 << 20;
-const MAX_HEAD = 64 * 1024;
-const MAX_ERROR_BODY = 8 * 1024;
 
-export function runSend(job: SendJob, ctl: SendControl = {}): Promise<SendOutcome> {
+export function runSend(job: SendJob, ctl: FetchControl = {}): Promise<SendOutcome> {
   return new Promise<SendOutcome>((resolve) => {
     let u: URL;
     let head: string;
     try {
       u = new URL(job.url);
-      head = `${job.method} ${u.pathname}${u.search} HTTP/1.1\r\nhost: ${u.host}\r\nconnection: close\r\ncontent-length: ${job.length}\r\n`;
-      for (const [k, v] of Object.entries(job.headers)) {
-        const name = k.toLowerCase();
-        if (name === 'host' || name === 'connection' || name === 'content-length') continue;
-        if (/[\r\n]/.test(k) || /[\r\n]/.test(v)) throw Object.assign(new Error(`invalid header ${k}`), { code: 'ERR_INVALID_CHAR' });
-        head += `${name}: ${v}\r\n`;
-      }
-      head += '\r\n';
+      head = requestHead(job.method, u, job.headers, { 'content-length': String(job.length) });
     } catch (e) {
       resolve({ kind: 'failed', message: (e as Error).message, code: (e as { code?: string }).code, local: true, sent: 0 });
       return;
@@ -66,8 +49,6 @@ export function runSend(job: SendJob, ctl: SendControl = {}): Promise<SendOutcom
       return;
     }
     const secure = u.protocol === 'https:';
-    const host = u.hostname.replace(/^\[(.*)\]$/, '$1');
-    const port = Number(u.port) || (secure ? 443 : 80);
     const out = Buffer.allocUnsafeSlow(BUF);
     const hash: Hash | undefined = job.alg ? createHash(job.alg) : undefined;
     let sent = 0;
@@ -147,10 +128,7 @@ export function runSend(job: SendJob, ctl: SendControl = {}): Promise<SendOutcom
       if ((expected >= 0 && have >= expected) || have >= MAX_ERROR_BODY || (chunked && resp.includes('\r\n0\r\n\r\n', bodyStart, 'latin1'))) answered();
     };
 
-    const socket: net.Socket = secure
-      ? tls.connect({ host, port, servername: net.isIP(host) ? undefined : host, ca: job.tls?.ca, rejectUnauthorized: job.tls?.rejectUnauthorized ?? true, ALPNProtocols: ['http/1.1'] })
-      : net.connect({ host, port });
-    socket.setNoDelay(true);
+    const socket = connectTo(u, job.tls);
     socket.setTimeout(job.idleTimeoutMs ?? 300_000, () => fail(Object.assign(new Error(`no progress for ${Math.round((job.idleTimeoutMs ?? 300_000) / 1000)} s`), { code: 'UND_ERR_BODY_TIMEOUT' })));
     socket.once(secure ? 'secureConnect' : 'connect', () => {
       socket.write(head);
