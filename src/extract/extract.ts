@@ -16,8 +16,8 @@ import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline, Transform, type Readable, type TransformCallback } from 'node:stream';
 import tarStream, { type Extract as TarExtract, type Header as TarHeader } from 'tar-stream';
-import { AbortedError, DigestMismatchError, ModctlError, SizeMismatchError, UnsafePathError, throwIfAborted } from '../errors.js';
-import { digestAlgorithm, isDigest, VerifyingStream } from '../oci/digest.js';
+import { AbortedError, ModctlError, UnsafePathError, throwIfAborted } from '../errors.js';
+import { digestAlgorithm, digestOfFile, isDigest, VerifyingStream } from '../oci/digest.js';
 import {
   ANN_ORAS_UNPACK,
   ANN_TITLE,
@@ -45,11 +45,12 @@ export interface ExtractOptions {
    */
   resumable?: boolean;
   /**
-   * Optional fast path for raw files when `resumable`: receive the layer into `file` (keeping the bytes already there
-   * and fetching the rest), reporting the file position written so far; resolves with the digest and length of the
-   * whole file, or undefined when it does not apply (openBlob is used instead). The digest is checked here.
+   * Optional fast path when `resumable`: receive the layer into `file` (keeping the bytes already there and fetching
+   * the rest), reporting the file position written so far; resolves once the file is complete and its size and
+   * digest verified (throwing otherwise, the file removed), or with undefined when it does not apply (openBlob is used
+   * instead).
    */
-  fetchToFile?: (layer: Descriptor, file: string, onProgress: (pos: number) => void) => Promise<{ digest: string; length: number } | undefined>;
+  fetchToFile?: (layer: Descriptor, file: string, onProgress: (pos: number) => void) => Promise<object | undefined>;
   /**
    * Optional: only layers for which this returns true are extracted. `path` is the layer's target path when `target`
    * gives one, else its file path annotation.
@@ -232,7 +233,7 @@ async function extractRaw(layer: Descriptor, ctx: Ctx, target?: LayerTarget): Pr
       const st = await lstatOrUndefined(abs);
       if (st) {
         if (st.isFile() && st.size === layer.size) {
-          const have = await hashFile(abs, digestAlgorithm(layer.digest), ctx.signal);
+          const have = await digestOfFile(abs, digestAlgorithm(layer.digest), ctx.signal);
           if (have === layer.digest) {
             await applyModeTime(abs, meta.mode, meta.mtime);
             ctx.opts.onProgress?.({ layer, bytes: layer.size });
@@ -322,8 +323,8 @@ async function fetchRawFile(layer: Descriptor, abs: string, tmp: string, meta: {
 }
 
 /**
- * Receive `layer` into `file` through `fetchToFile` (resuming what `file` holds) and check its size and digest;
- * false when that path does not apply (nothing was written). Download progress is reported as it goes.
+ * Receive `layer` into `file` through `fetchToFile` (resuming what `file` holds; it verifies); false when that path
+ * does not apply (nothing was written). Download progress is reported as it goes.
  */
 async function fetchVerified(layer: Descriptor, file: string, ctx: Ctx): Promise<boolean> {
   // Only a regular file (or nothing) may sit under the partial name: the fetcher opens it without following links.
@@ -336,14 +337,7 @@ async function fetchVerified(layer: Descriptor, file: string, ctx: Ctx): Promise
       reported = pos;
     }
   };
-  const got = await ctx.opts.fetchToFile!(layer, file, report);
-  if (!got) return false;
-  if (got.length !== layer.size || got.digest !== layer.digest) {
-    // bytes that fail verification are worthless: do not resume from them
-    await fsp.rm(file, { force: true });
-    if (got.length !== layer.size) throw new SizeMismatchError(layer.size, got.length, `layer ${layer.digest}`);
-    throw new DigestMismatchError(layer.digest, got.digest, `layer ${layer.digest}`);
-  }
+  if ((await ctx.opts.fetchToFile!(layer, file, report)) === undefined) return false;
   report(layer.size);
   return true;
 }
@@ -404,16 +398,16 @@ async function extractTar(layer: Descriptor, enc: Exclude<LayerEncoding, 'raw'>,
 }
 
 async function extractTarFrom(layer: Descriptor, enc: Exclude<LayerEncoding, 'raw'>, ctx: Ctx, names: EntryNames, target: LayerTarget | undefined, staged: string | undefined): Promise<ExtractedFile[]> {
-  const src = staged ? createReadStream(staged, { highWaterMark: 256 * 1024 }) : await ctx.opts.openBlob(layer);
-  // Verify the blob as stored (compressed) bytes, before decoding (a staged copy again: it is read back from disk).
-  const verified = pipeline(
-    src,
-    new VerifyingStream(layer.digest, layer.size, { what: `layer ${layer.digest}` }),
-    new CountingStream((n) => {
-      if (!staged) ctx.opts.onProgress?.({ layer, bytes: n });
-    }),
-    noop,
-  );
+  // A staged copy was verified as it arrived; a streamed blob is verified here, as stored (compressed) bytes, before
+  // decoding.
+  const verified = staged
+    ? createReadStream(staged, { highWaterMark: 256 * 1024 })
+    : pipeline(
+        await ctx.opts.openBlob(layer),
+        new VerifyingStream(layer.digest, layer.size, { what: `layer ${layer.digest}` }),
+        new CountingStream((n) => ctx.opts.onProgress?.({ layer, bytes: n })),
+        noop,
+      );
   let decoded: Readable;
   try {
     decoded = decodeLayer(enc, verified);
@@ -475,7 +469,8 @@ async function extractTarFrom(layer: Descriptor, enc: Exclude<LayerEncoding, 'ra
     for await (const chunk of decoded as AsyncIterable<Buffer>) {
       if (!extract.write(chunk)) await drained(extract);
     }
-    // The decoded stream ended, so the blob's size and digest matched (VerifyingStream fails in its flush otherwise).
+    // The decoded stream ended, so the blob's size and digest matched (VerifyingStream fails in its flush otherwise;
+    // a staged copy was verified before it was read).
     extract.end(undefined);
     await finished;
   } catch (e) {
@@ -571,7 +566,7 @@ class TarLayer {
     }
     const digest = 'sha256:' + hash.digest('hex');
     if (st) {
-      if (st.isFile() && st.size === n && (await hashFile(abs, 'sha256', this.ctx.signal)) === digest) {
+      if (st.isFile() && st.size === n && (await digestOfFile(abs, 'sha256', this.ctx.signal)) === digest) {
         await fsp.rm(tmp, { force: true });
         this.temps.delete(tmp);
         this.add({ kind: 'file', rel, abs, size: n, digest, mode, mtime: header.mtime, action: 'kept' });
@@ -628,7 +623,7 @@ class TarLayer {
     const st = await lstatOrUndefined(abs);
     let action: 'written' | 'kept' = 'written';
     if (st) {
-      if (st.isFile() && st.size === t.size && (await hashFile(abs, 'sha256', this.ctx.signal)) === t.digest) action = 'kept';
+      if (st.isFile() && st.size === t.size && (await digestOfFile(abs, 'sha256', this.ctx.signal)) === t.digest) action = 'kept';
       else if (!this.ctx.opts.force || st.isDirectory()) throw existsError(rel, this.ctx.root, st);
     }
     this.add({ kind: 'hardlink', rel, abs, target: targetAbs, size: t.size, digest: t.digest, action });
@@ -889,18 +884,6 @@ function tempPath(abs: string): string {
   let base = path.basename(abs);
   while (Buffer.byteLength(base) > MAX_TEMP_BASE_BYTES) base = Array.from(base).slice(0, -1).join('');
   return path.join(path.dirname(abs), `.${base}.modctl-tmp-${randomBytes(6).toString('hex')}`);
-}
-
-async function hashFile(p: string, algorithm: 'sha256' | 'sha512', signal?: AbortSignal): Promise<string> {
-  const h = createHash(algorithm);
-  const rs = createReadStream(p, { highWaterMark: 1 << 20 });
-  const off = onAbort(signal, () => rs.destroy(new AbortedError()));
-  try {
-    for await (const chunk of rs as AsyncIterable<Buffer>) h.update(chunk);
-  } finally {
-    off();
-  }
-  return `${algorithm}:` + h.digest('hex');
 }
 
 async function applyModeTime(p: string, mode: number, mtime?: Date): Promise<void> {

@@ -1,6 +1,7 @@
 import { createHash, type Hash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { Transform, type TransformCallback } from 'node:stream';
-import { DigestMismatchError, SizeMismatchError, UsageError } from '../errors.js';
+import { AbortedError, DigestMismatchError, SizeMismatchError, UsageError } from '../errors.js';
 
 const DIGEST_RE = /^sha256:[a-f0-9]{64}$|^sha512:[a-f0-9]{128}$/;
 /** Digest grammar from OCI image-spec descriptor.md; we only compute and verify sha256/sha512. */
@@ -35,6 +36,18 @@ export function digestOf(data: Buffer | string, algorithm: 'sha256' | 'sha512' =
 }
 
 /** Pass-through stream that counts and hashes bytes; read `digest`/`size` after it ends. */
+/** `<alg>:<hex>` of a file's content, read in 1 MiB pieces; an abort throws AbortedError. */
+export async function digestOfFile(file: string, algorithm: 'sha256' | 'sha512' = 'sha256', signal?: AbortSignal): Promise<string> {
+  const h = createHash(algorithm);
+  try {
+    for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20, signal })) h.update(chunk as Buffer);
+  } catch (e) {
+    if (signal?.aborted) throw new AbortedError();
+    throw e;
+  }
+  return `${algorithm}:` + h.digest('hex');
+}
+
 export class HashingStream extends Transform {
   private readonly hash: Hash;
   private readonly algorithm: string;

@@ -257,7 +257,6 @@ export async function pullArtifact(store: LocalStore, ref: Reference, opts: Tran
   const concurrency = opts.concurrency ?? DEFAULT_CONCURRENCY;
   const repo = ref.repository;
   const client = new RegistryClient(ref.registry, { ...opts, concurrency });
-  client.warmFetchWorkers();
   const progress = opts.onProgress;
   try {
     const root = await client.getManifest(repo, ref.digest ?? ref.tag ?? 'latest');

@@ -12,6 +12,7 @@
  *   local registry: sys time 4.3 s → 1.4 s and ~35 % less wall than coalescing into our own 1 MiB buffers, whose
  *   extra copy and the stream's concatenating read() page-faulted fresh memory for every byte.)
  */
+import { createHash, type Hash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -22,7 +23,6 @@ import type { LocalStore } from '../content/local-store.js';
 import type { ProgressFn } from '../util/progress.js';
 import { shortDigest } from './errors.js';
 import { discard, headerValue } from './http.js';
-import { InlineHasher, type Hasher } from './hasher.js';
 import { parseContentRange } from './range.js';
 import { sleep } from './retry.js';
 import { blobRetryDecision, fetchBlobResumable, usesFetchWorkers } from './fetch-blob.js';
@@ -60,21 +60,14 @@ export async function downloadBlob(client: RegistryClient, store: LocalStore, re
       reported = pos;
     }
   };
-  const newHasher = (): Hasher => new InlineHasher(alg);
-  let hasher: Hasher = newHasher();
+  const newHash = (): Hash => createHash(alg);
+  const digestOf = (h: Hash) => `${alg}:${h.digest('hex')}`;
+  let hash = newHash();
 
   if (usesFetchWorkers(client, desc)) {
     // The fast path: received, hashed and written on a fetch worker thread (fetch-core.ts).
     const got = await fetchBlobResumable(client, repo, desc, { file: partial, signal, onProgress: progressTo });
     if (got) {
-      if (got.length !== size) {
-        await fsp.rm(partial, { force: true });
-        throw new SizeMismatchError(size, got.length, `blob ${desc.digest}`);
-      }
-      if (got.digest !== desc.digest) {
-        await fsp.rm(partial, { force: true });
-        throw new DigestMismatchError(desc.digest, got.digest, 'blob');
-      }
       await store.commitTemp(partial, desc.digest);
       progressTo(size);
       return { bytesDownloaded: got.received };
@@ -92,13 +85,13 @@ export async function downloadBlob(client: RegistryClient, store: LocalStore, re
       await fsp.rm(partial, { force: true });
       have = 0;
     }
-    hasher = newHasher();
+    hash = newHash();
     try {
       if (have > 0) {
-        await rehash(partial, have, hasher);
+        await rehash(partial, have, hash);
       }
       if (have > 0 && have === size) {
-        const d = await hasher.digest();
+        const d = digestOf(hash);
         if (d === desc.digest) {
           await fsyncFile(partial);
           await store.commitTemp(partial, desc.digest);
@@ -107,7 +100,7 @@ export async function downloadBlob(client: RegistryClient, store: LocalStore, re
         }
         await fsp.rm(partial, { force: true });
         have = 0;
-        hasher = newHasher();
+        hash = newHash();
       }
       progressTo(have);
       let res;
@@ -117,8 +110,7 @@ export async function downloadBlob(client: RegistryClient, store: LocalStore, re
         if (have > 0 && e instanceof RegistryError && e.status === 416) {
           // The registry says our partial is at or beyond its end: it cannot be a prefix of this blob. Start over.
           await fsp.rm(partial, { force: true });
-          hasher.abort();
-          hasher = newHasher();
+          hash = newHash();
           have = 0;
           res = await client.getBlob(repo, desc.digest, { offset: 0, signal });
         } else throw e;
@@ -130,16 +122,14 @@ export async function downloadBlob(client: RegistryClient, store: LocalStore, re
           if (!cr || cr.start !== have || (cr.total !== undefined && cr.total !== size)) {
             // Not the range we asked for: start clean rather than guess.
             await discard(res);
-            hasher.abort();
-            hasher = newHasher();
+            hash = newHash();
             await fsp.rm(partial, { force: true });
             start = 0;
             res = await client.getBlob(repo, desc.digest, { offset: 0, signal });
           }
         } else {
           // 200: the server ignored Range; the body is the whole blob.
-          hasher.abort();
-          hasher = newHasher();
+          hash = newHash();
           start = 0;
         }
       }
@@ -147,21 +137,20 @@ export async function downloadBlob(client: RegistryClient, store: LocalStore, re
         await discard(res);
         throw new RegistryError(client.registry, `pull blob ${shortDigest(desc.digest)}`, 'the registry answered 206 Partial Content to a full request');
       }
-      const total = await writeBody(res.body, partial, start, size, hasher, (n) => {
+      const total = await writeBody(res.body, partial, start, size, hash, (n) => {
         bytesDownloaded += n;
       }, progressTo);
       if (total !== size) {
         await fsp.rm(partial, { force: true });
         throw new SizeMismatchError(size, total, `blob ${desc.digest}`);
       }
-      const actual = await hasher.digest();
+      const actual = digestOf(hash);
       if (actual !== desc.digest) {
         await fsp.rm(partial, { force: true });
         throw new DigestMismatchError(desc.digest, actual, 'blob');
       }
       await store.commitTemp(partial, desc.digest);
     } catch (e) {
-      hasher.abort();
       if (e instanceof SizeMismatchError || e instanceof DigestMismatchError) await fsp.rm(partial, { force: true });
       throw e;
     }
@@ -181,15 +170,15 @@ export async function downloadBlob(client: RegistryClient, store: LocalStore, re
   }
 }
 
-async function rehash(file: string, have: number, hasher: Hasher): Promise<void> {
+async function rehash(file: string, have: number, hash: Hash): Promise<void> {
   const fh = await fsp.open(file, 'r');
   try {
     let pos = 0;
-    let buf: Buffer = Buffer.allocUnsafeSlow(Math.min(BUF, have));
+    const buf: Buffer = Buffer.allocUnsafeSlow(Math.min(BUF, have));
     while (pos < have) {
       const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, have - pos), pos);
       if (bytesRead <= 0) throw new Error(`partial file ${file} shrank while reading`);
-      buf = await hasher.update(buf, bytesRead);
+      hash.update(buf.subarray(0, bytesRead));
       pos += bytesRead;
     }
   } finally {
@@ -213,8 +202,7 @@ const MAX_WRITE_INFLIGHT = 2 * 1024 * 1024;
 
 /**
  * Stream `body` into `file` from byte `start` (truncating there); fails as soon as more than `size` bytes arrive and
- * returns the final length. Socket chunks go to `hasher` as they arrive (InlineHasher hashes synchronously, so the
- * chunk is free again at once; a trailing hasher ignores them) and are written without copying — gathered into
+ * returns the final length. Socket chunks go into `hash` as they arrive and are written without copying — gathered into
  * WRITE_BATCH-sized positional writev() calls, several in flight, progress reported in file order as they complete.
  */
 export async function writeBody(
@@ -222,7 +210,7 @@ export async function writeBody(
   file: string,
   start: number,
   size: number,
-  hasher: Hasher,
+  hash: Hash,
   onNetwork: (n: number) => void,
   progressTo: (pos: number) => void,
 ): Promise<number> {
@@ -289,7 +277,7 @@ export async function writeBody(
         onNetwork(chunk.length);
         if (pos + chunk.length > size) return fail(new SizeMismatchError(size, pos + chunk.length, 'blob'));
         pos += chunk.length;
-        hasher.update(chunk).catch(fail);
+        hash.update(chunk);
         batch.push(chunk);
         batchBytes += chunk.length;
         if (batchBytes >= WRITE_BATCH) {

@@ -143,7 +143,6 @@ export function matchLayers(normalized: NormalizedArtifact, patterns: string[]):
 
 export async function extractRemote(ref: Reference, opts: RemoteExtractOptions): Promise<RemoteExtractResult> {
   const client = new RegistryClient(ref.registry, { ...opts, concurrency: opts.concurrency });
-  client.warmFetchWorkers();
   try {
     const { normalized, digest, variant } = await resolveRemoteArtifact(client, ref, { variant: opts.variant, selectManifest: opts.selectManifest });
     const chosen = opts.patterns?.length ? matchLayers(normalized, opts.patterns) : normalized.layers;
@@ -169,7 +168,7 @@ export async function extractRemote(ref: Reference, opts: RemoteExtractOptions):
       fetchToFile: async (layer, file, onPos) => {
         if (!usesFetchWorkers(client, layer)) return undefined;
         progress({ type: 'start', id: layer.digest, label: input.label(layer), total: layer.size });
-        return fetchBlobResumable(client, ref.repository, layer, { file, mode: 0o600, signal: opts.signal, onProgress: onPos, onRetry: opts.onWarning });
+        return fetchBlobResumable(client, ref.repository, layer, { file, mode: 0o600, signal: opts.signal, onProgress: onPos, onRetry: opts.onWarning, what: 'layer' });
       },
       openBlob: async (layer, offset = 0) => {
         progress({ type: 'start', id: layer.digest, label: input.label(layer), total: layer.size });

@@ -5,10 +5,9 @@
  * from what reached the disk; a complete partial is verified without a request. The caller checks the digest it is
  * given against the descriptor and decides what to do with the file.
  */
-import { promises as fsp, createReadStream } from 'node:fs';
-import { createHash } from 'node:crypto';
-import { AbortedError, ModctlError, RegistryError, isAbortError } from '../errors.js';
-import { digestAlgorithm } from '../oci/digest.js';
+import { promises as fsp } from 'node:fs';
+import { AbortedError, DigestMismatchError, ModctlError, RegistryError, SizeMismatchError, isAbortError } from '../errors.js';
+import { digestAlgorithm, digestOfFile } from '../oci/digest.js';
 import type { Descriptor } from '../oci/types.js';
 import { RegistryStatusError, shortDigest } from './errors.js';
 import type { RegistryClient } from './repository.js';
@@ -31,6 +30,8 @@ export interface FetchBlobOptions {
   /** Absolute position written so far in `file`. */
   onProgress?: (pos: number) => void;
   onRetry?: (msg: string) => void;
+  /** For errors: "blob" (default) or "layer". */
+  what?: string;
 }
 
 /** Whether this client sends `desc` through the fetch workers. */
@@ -40,10 +41,11 @@ export function usesFetchWorkers(client: RegistryClient, desc: Descriptor): bool
 }
 
 /**
- * Receive `desc` into `file`. Returns the digest and length of the file and the bytes received, or undefined when the registry's answer
- * cannot be read by the workers (nothing was written: use the undici path).
+ * Receive `desc` into `file` and verify it: the bytes received over the network, or undefined when the registry's
+ * answer cannot be read by the workers (nothing was written: use the undici path). Content of the wrong size or
+ * digest is deleted (bytes that fail verification are worthless to resume from) and a Size/DigestMismatchError thrown.
  */
-export async function fetchBlobResumable(client: RegistryClient, repo: string, desc: Descriptor, o: FetchBlobOptions): Promise<{ digest: string; length: number; received: number } | undefined> {
+export async function fetchBlobResumable(client: RegistryClient, repo: string, desc: Descriptor, o: FetchBlobOptions): Promise<{ received: number } | undefined> {
   const signal = o.signal ?? client.signal;
   let initial: number | undefined;
   const operation = `pull blob ${shortDigest(desc.digest)}`;
@@ -56,10 +58,10 @@ export async function fetchBlobResumable(client: RegistryClient, repo: string, d
     initial ??= have;
     if (have > 0 && have === desc.size) {
       // a complete partial from an earlier run: verify it here, no request needed
-      const digest = await hashFile(o.file, digestAlgorithm(desc.digest), signal);
+      const digest = await digestOfFile(o.file, digestAlgorithm(desc.digest), signal);
       if (digest === desc.digest) {
         o.onProgress?.(have);
-        return { digest, length: have, received: 0 };
+        return { received: 0 };
       }
       await fsp.rm(o.file, { force: true });
       have = 0;
@@ -74,8 +76,14 @@ export async function fetchBlobResumable(client: RegistryClient, repo: string, d
         attempt--;
         continue;
       }
+      const what = o.what ?? 'blob';
+      if (r.length !== desc.size || r.digest !== desc.digest) {
+        await fsp.rm(o.file, { force: true });
+        if (r.length !== desc.size) throw new SizeMismatchError(desc.size, r.length, `${what} ${desc.digest}`);
+        throw new DigestMismatchError(desc.digest, r.digest, what);
+      }
       // bytes over the network: what the file gained since the first attempt (a restart from 0 counts from there)
-      return { digest: r.digest, length: r.length, received: Math.max(0, r.length - initial) };
+      return { received: Math.max(0, r.length - initial) };
     } catch (e) {
       if (signal?.aborted || isAbortError(e)) throw new AbortedError();
       if (have > 0 && e instanceof RegistryError && e.status === 416) {
@@ -97,10 +105,4 @@ async function sizeOf(file: string): Promise<number> {
   } catch {
     return 0;
   }
-}
-
-async function hashFile(file: string, alg: 'sha256' | 'sha512', signal?: AbortSignal): Promise<string> {
-  const h = createHash(alg);
-  for await (const c of createReadStream(file, { highWaterMark: 1 << 20, signal })) h.update(c as Buffer);
-  return `${alg}:${h.digest('hex')}`;
 }

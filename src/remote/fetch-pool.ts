@@ -64,11 +64,6 @@ export class FetchPool {
     });
   }
 
-  /** Start up to `n` workers now (a thread takes ~50 ms to boot): call it before the manifest round trips. */
-  warm(n = this.size): void {
-    while (!this.closed && this.slots.length < Math.min(n, this.size)) this.spawn().worker.unref();
-  }
-
   private pick(): Slot {
     const free = this.slots.reduce<Slot | undefined>((best, s) => (!best || s.load < best.load ? s : best), undefined);
     if (free && (free.load === 0 || this.slots.length >= this.size)) return free;

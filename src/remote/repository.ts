@@ -4,7 +4,6 @@
  * policy from retry.ts; bodies come from factories so a replay reopens the file) over `send()` from http.ts.
  * Registry credentials are attached only to requests for the registry's own origin.
  */
-import { readFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { AbortedError, AuthError, DigestMismatchError, ModctlError, RegistryError, SizeMismatchError, throwIfAborted } from '../errors.js';
@@ -19,7 +18,7 @@ import { errorFromNetwork, errorFromResponse, shortDigest } from './errors.js';
 import { discard, headerValue, headerValues, MAX_REDIRECTS, mediaTypeOf, readCapped, send, TooManyRedirectsError, type HttpResponse } from './http.js';
 import { redactText } from './redact.js';
 import { retryDecision, retryPolicyFromEnv, sleep, type RetryPolicy } from './retry.js';
-import { createDispatcher, defaultUserAgent, proxySettings } from './transport.js';
+import { createDispatcher, defaultUserAgent, proxySettings, readCaFile } from './transport.js';
 import type { FetchHeaders, FetchJob } from './fetch-core.js';
 import type { SendOutcome } from './send-core.js';
 import { FetchPool } from './fetch-pool.js';
@@ -108,14 +107,16 @@ export class RegistryClient {
     this.env = opts.env ?? process.env;
     this.baseUrl = `${opts.plainHttp ? 'http' : 'https'}://${registryHost(registry)}`;
     this.ownsDispatcher = !opts.dispatcher;
-    this.dispatcher = opts.dispatcher ?? createDispatcher({ insecure: opts.insecure, caFile: opts.caFile, env: this.env, concurrency: opts.concurrency });
+    // read once, for undici and for the fetch workers
+    const ca = opts.caFile ? readCaFile(opts.caFile) : undefined;
+    this.dispatcher = opts.dispatcher ?? createDispatcher({ insecure: opts.insecure, ca, env: this.env, concurrency: opts.concurrency });
     this.policy = retryPolicyFromEnv(this.env);
     this.userAgent = opts.userAgent ?? defaultUserAgent();
     this.signal = opts.signal;
     this.onWarning = opts.onWarning;
     const proxy = proxySettings(this.env);
     this.fastFetch = !opts.dispatcher && !proxy.httpProxy && !proxy.httpsProxy && this.env.MODCTL_FAST_FETCH !== '0';
-    this.tlsOptions = { rejectUnauthorized: !opts.insecure, ...(opts.caFile && this.fastFetch ? { ca: readFileSync(opts.caFile, 'utf8') } : {}) };
+    this.tlsOptions = { rejectUnauthorized: !opts.insecure, ...(ca ? { ca } : {}) };
     this.fastFetchMin = byteSetting(this.env.MODCTL_FAST_FETCH_MIN, 8 * 1024 * 1024);
     // O_DIRECT below 64 MiB saves little and costs a probe; MODCTL_DIRECT_IO=0 turns it off.
     this.directIoMin = this.env.MODCTL_DIRECT_IO === '0' ? Infinity : byteSetting(this.env.MODCTL_DIRECT_IO_MIN, 64 * 1024 * 1024);
@@ -332,11 +333,6 @@ export class RegistryClient {
   private workers(): FetchPool {
     this.fetchPool ??= new FetchPool(this.fetchWorkers);
     return this.fetchPool;
-  }
-
-  /** About to receive blobs: start the fetch workers now, so they are up when the manifest has been read. */
-  warmFetchWorkers(): void {
-    if (this.fastFetch) this.workers().warm();
   }
 
   /**

@@ -11,7 +11,8 @@ import { ModctlError } from '../errors.js';
 
 export interface TransportOptions {
   insecure?: boolean;
-  caFile?: string;
+  /** PEM of the CA to trust (readCaFile). */
+  ca?: string;
   env?: NodeJS.ProcessEnv;
   /** Parallel transfers planned; sizes the per-origin pool. */
   concurrency?: number;
@@ -30,17 +31,18 @@ export function proxySettings(env: NodeJS.ProcessEnv): { httpProxy?: string; htt
   return { httpProxy: envValue(env, 'http_proxy'), httpsProxy: envValue(env, 'https_proxy'), noProxy: envValue(env, 'no_proxy') };
 }
 
+/** The PEM of `--ca-file`; an unreadable file is a usage error. */
+export function readCaFile(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new ModctlError('E_USAGE', `cannot read CA file ${file}: ${(e as Error).message}`, { exitCode: 2, cause: e });
+  }
+}
+
 export function createDispatcher(opts: TransportOptions): Dispatcher {
   const env = opts.env ?? process.env;
-  let ca: Buffer | undefined;
-  if (opts.caFile) {
-    try {
-      ca = readFileSync(opts.caFile);
-    } catch (e) {
-      throw new ModctlError('E_USAGE', `cannot read CA file ${opts.caFile}: ${(e as Error).message}`, { exitCode: 2, cause: e });
-    }
-  }
-  const tls = { ...(ca ? { ca } : {}), rejectUnauthorized: !opts.insecure };
+  const tls = { ...(opts.ca ? { ca: opts.ca } : {}), rejectUnauthorized: !opts.insecure };
   const connections = Math.max(8, (opts.concurrency ?? 5) * 2);
   const base = {
     connections,
