@@ -164,9 +164,12 @@ export async function extractLayers(layers: Descriptor[], opts: ExtractOptions):
   let failed = false;
   let firstError: unknown;
   const n = Math.max(1, Math.min(Math.floor(opts.concurrency ?? DEFAULT_CONCURRENCY) || 1, selected.length));
+  // Largest first: the long transfers start at once and the small files fill in beside them, instead of a model's
+  // config and docs (usually listed first) holding back the weights that decide the wall time.
+  const order = selected.map((_, i) => i).sort((a, b) => selected[b].size - selected[a].size || a - b);
   const worker = async () => {
-    while (!failed && next < selected.length) {
-      const i = next++;
+    while (!failed && next < order.length) {
+      const i = order[next++];
       try {
         results[i] = await extractOne(selected[i], ctx);
       } catch (e) {

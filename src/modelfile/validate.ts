@@ -3,7 +3,8 @@
  * no control characters. Produces the ModelfileSpec together with every diagnostic found.
  */
 
-import { z } from 'zod';
+import * as z from 'zod/mini';
+import '../util/zod.js';
 import type { Diagnostic } from '../errors.js';
 import {
   MODALITIES,
@@ -26,14 +27,19 @@ type Check<T> = { ok: true; value: T } | { ok: false; message: string; hint?: st
 // eslint-disable-next-line no-control-regex
 const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f]/u;
 
-const NonEmpty = z.string().min(1);
+const NonEmpty = z.string().check(z.minLength(1));
 const ModalitySchema = z.enum(MODALITIES);
-const LanguageSchema = z.string().regex(/^[a-z]{2}$/);
-const BooleanSchema = z
-  .string()
-  .transform((s) => s.toLowerCase())
-  .pipe(z.enum(['true', 'false', 'yes', 'no']))
-  .transform((s) => s === 'true' || s === 'yes');
+const LanguageSchema = z.string().check(z.regex(/^[a-z]{2}$/));
+const BooleanSchema = z.pipe(
+  z.pipe(
+    z.pipe(
+      z.string(),
+      z.transform((s: string) => s.toLowerCase()),
+    ),
+    z.enum(['true', 'false', 'yes', 'no']),
+  ),
+  z.transform((s: 'true' | 'false' | 'yes' | 'no') => s === 'true' || s === 'yes'),
+);
 
 const DATE_RE = /^(\d{4})-(\d{2})-(\d{2})$/;
 const DATETIME_RE = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d+)?(Z|[+-](\d{2}):(\d{2}))$/;
@@ -46,7 +52,7 @@ function validDate(y: number, m: number, d: number): boolean {
 }
 
 /** RFC 3339 date-time (upper-case T and Z), or a plain YYYY-MM-DD normalised to midnight UTC. */
-export const DateTimeSchema = z.string().transform((s, ctx) => {
+export const DateTimeSchema = z.pipe(z.string(), z.transform((s: string, ctx) => {
   const date = DATE_RE.exec(s);
   if (date) {
     if (validDate(+date[1], +date[2], +date[3])) return `${s}T00:00:00Z`;
@@ -63,9 +69,9 @@ export const DateTimeSchema = z.string().transform((s, ctx) => {
       return s;
     }
   }
-  ctx.addIssue({ code: 'custom', message: 'not an RFC 3339 date-time' });
+  ctx.issues.push({ code: 'custom', message: 'not an RFC 3339 date-time', input: s });
   return z.NEVER;
-});
+}));
 
 function checkValue(keyword: string, value: string): Check<string | boolean> {
   const ctl = CONTROL_RE.exec(value);

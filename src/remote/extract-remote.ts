@@ -144,6 +144,7 @@ export function matchLayers(normalized: NormalizedArtifact, patterns: string[]):
 export async function extractRemote(ref: Reference, opts: RemoteExtractOptions): Promise<RemoteExtractResult> {
   const client = new RegistryClient(ref.registry, { ...opts, concurrency: opts.concurrency });
   try {
+    client.warmFetchWorkers();
     const { normalized, digest, variant } = await resolveRemoteArtifact(client, ref, { variant: opts.variant, selectManifest: opts.selectManifest });
     const chosen = opts.patterns?.length ? matchLayers(normalized, opts.patterns) : normalized.layers;
     const input = extractionInput(chosen);

@@ -33,6 +33,14 @@ export class FetchPool {
     this.size = Math.max(1, size ?? Math.min(4, os.availableParallelism()));
   }
 
+  /**
+   * Start up to `n` workers now, idle (they do not hold the event loop), so that a thread's start-up (~20 ms each,
+   * more when several start on a busy machine) overlaps the requests that come before the first big blob.
+   */
+  warm(n = this.size): void {
+    while (!this.closed && this.slots.length < Math.min(n, this.size)) this.spawn().worker.unref();
+  }
+
   /** Receive a blob into a file (fetch-core.ts); progress is the file position written. */
   run(job: FetchJob, opts: { signal?: AbortSignal; onProgress?: (pos: number) => void } = {}): Promise<FetchOutcome> {
     return this.dispatch('run', job, opts, { kind: 'failed', message: 'aborted', name: 'AbortError', code: 'ABORT_ERR' }) as Promise<FetchOutcome>;

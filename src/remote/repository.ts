@@ -4,6 +4,7 @@
  * policy from retry.ts; bodies come from factories so a replay reopens the file) over `send()` from http.ts.
  * Registry credentials are attached only to requests for the registry's own origin.
  */
+import os from 'node:os';
 import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { AbortedError, AuthError, DigestMismatchError, ModctlError, RegistryError, SizeMismatchError, throwIfAborted } from '../errors.js';
@@ -100,7 +101,9 @@ export class RegistryClient {
   private readonly directIoMin: number;
   private readonly tlsOptions: FetchJob['tls'];
   private readonly fetchWorkers: number;
+  private readonly sendWorkers: number;
   private fetchPool?: FetchPool;
+  private sendPool?: FetchPool;
 
   constructor(registry: string, opts: ClientOptions = {}) {
     this.registry = registry;
@@ -121,6 +124,9 @@ export class RegistryClient {
     // O_DIRECT below 64 MiB saves little and costs a probe; MODCTL_DIRECT_IO=0 turns it off.
     this.directIoMin = this.env.MODCTL_DIRECT_IO === '0' ? Infinity : byteSetting(this.env.MODCTL_DIRECT_IO_MIN, 64 * 1024 * 1024);
     this.fetchWorkers = Math.max(1, Math.min(opts.concurrency ?? 5, Number(this.env.MODCTL_FETCH_WORKERS) || 4));
+    // Sending hashes on our side while the registry (often on the same machine in CI) hashes on its own: one sending
+    // thread per two cores left the registry room and measured fastest (see README, Performance).
+    this.sendWorkers = Math.max(1, Math.min(opts.concurrency ?? 5, Number(this.env.MODCTL_SEND_WORKERS) || Math.floor(os.availableParallelism() / 2)));
     const fixed = opts.credentials;
     this.auth = new Authenticator({
       registry,
@@ -157,7 +163,7 @@ export class RegistryClient {
 
   /** Close the dispatcher if we created it. Waits at most 2 s for idle sockets, then destroys. */
   async close(): Promise<void> {
-    await this.fetchPool?.close();
+    await Promise.all([this.fetchPool?.close(), this.sendPool?.close()]);
     this.fetchPool = undefined;
     if (!this.ownsDispatcher) return;
     let timer: NodeJS.Timeout | undefined;
@@ -330,9 +336,19 @@ export class RegistryClient {
     return res;
   }
 
+  /** Start the fetch workers before the first big blob is asked for (see FetchPool.warm); no-op without them. */
+  warmFetchWorkers(): void {
+    if (this.fastFetch) this.workers().warm();
+  }
+
   private workers(): FetchPool {
     this.fetchPool ??= new FetchPool(this.fetchWorkers);
     return this.fetchPool;
+  }
+
+  private senders(): FetchPool {
+    this.sendPool ??= new FetchPool(this.sendWorkers);
+    return this.sendPool;
   }
 
   /**
@@ -455,7 +471,7 @@ export class RegistryClient {
     await this.ping();
     const { out, res } = await this.workerRequest(
       { url, method, operation: o.operation, credentials: sameOrigin(url, new URL(this.baseUrl).origin), headers: o.headers, scopes: o.scopes, signal },
-      (h) => this.workers().send({ method, url, headers: h, tls: this.tlsOptions, file: o.file, start: o.start, length: o.length, alg: 'sha256' }, { signal, onProgress: o.onProgress }),
+      (h) => this.senders().send({ method, url, headers: h, tls: this.tlsOptions, file: o.file, start: o.start, length: o.length, alg: 'sha256' }, { signal, onProgress: o.onProgress }),
       (f, cause) => new ModctlError(f.code === 'E_FILE_CHANGED' ? 'E_FILE_CHANGED' : 'E_READ', f.message, { cause }),
     );
     const answer = out as Extract<SendOutcome, { kind: 'response' }>;

@@ -6,8 +6,18 @@
  */
 import { readFileSync } from 'node:fs';
 import { packageVersion } from '../util/package-root.js';
-import { Agent, EnvHttpProxyAgent, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+// By path, not through undici's index: that also loads fetch, WebSocket, the caches and the mocks (~20 ms of every
+// start-up). The index is what adds request() to every dispatcher; only that method is used here, so it is added the
+// same way, once (src/types/undici-lib.d.ts types these paths).
+import Agent from 'undici/lib/dispatcher/agent.js';
+import EnvHttpProxyAgent from 'undici/lib/dispatcher/env-http-proxy-agent.js';
+import DispatcherBase from 'undici/lib/dispatcher/dispatcher.js';
+import request from 'undici/lib/api/api-request.js';
 import { ModctlError } from '../errors.js';
+
+const proto = DispatcherBase.prototype as { request?: unknown };
+proto.request ??= request;
 
 export interface TransportOptions {
   insecure?: boolean;
