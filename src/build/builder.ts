@@ -13,7 +13,7 @@ import type { Descriptor, Manifest } from '../oci/types.js';
 import { ModctlError, throwIfAborted } from '../errors.js';
 import type { ProgressFn } from '../util/progress.js';
 import { mapLimit } from '../util/limit.js';
-import { resolveSources, type SourceEntry } from './sources.js';
+import { entrySize, resolveSources, type SourceEntry } from './sources.js';
 import { layerDescriptor, writeTarLayer, type LayerOptions } from './layer.js';
 import { HashCopyPool } from './hash-pool.js';
 import { DigestCache } from './digest-cache.js';
@@ -326,7 +326,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
 
   let built: Array<{ desc: Descriptor; reused: boolean }>;
   try {
-    built = await mapLimit(entries, concurrency, buildOne);
+    built = await mapLimit(entries, concurrency, buildOne, { size: entrySize });
   } finally {
     await pool?.close();
   }

@@ -11,6 +11,7 @@ import { RegistryClient, type RemoteOptions } from '../remote/index.js';
 import { mapLimit } from '../util/limit.js';
 import { assembleArtifact, builtLayers, prepareBuild, type BuildCommonOptions, type BuildResult } from './builder.js';
 import { DigestCache } from './digest-cache.js';
+import { entrySize } from './sources.js';
 import { pushBytes, pushLayer, type PushedLayer } from './upload-file.js';
 
 export interface RemoteBuildOptions extends BuildCommonOptions {
@@ -45,6 +46,7 @@ export async function remoteBuild(opts: RemoteBuildOptions): Promise<RemoteBuild
   parent?.addEventListener('abort', onAbort, { once: true });
   const client = new RegistryClient(ref.registry, { ...opts.remote, signal: ctl.signal, concurrency });
   client.addScopeHints(client.pushScope(repo));
+  client.warmSendWorkers(Math.max(0, ...entries.map(entrySize)));
   const cache = await DigestCache.load(opts.cacheDir);
 
   let first: unknown;
@@ -57,7 +59,7 @@ export async function remoteBuild(opts: RemoteBuildOptions): Promise<RemoteBuild
         ctl.abort();
         throw err;
       }
-    });
+    }, { size: entrySize });
     await cache.save().catch((e) => warn(`could not save the build digest cache: ${(e as Error).message}`));
 
     const { configBytes, manifest } = await assembleArtifact(prep, opts, built.map((b) => b.desc));

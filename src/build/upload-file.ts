@@ -23,7 +23,7 @@ import type { FileKind } from '../modelfile/index.js';
 import type { ProgressFn } from '../util/progress.js';
 import { DigestCache, type CachedDigest } from './digest-cache.js';
 import { layerDescriptor, collectTarItems, packTar, type TarItem, type LayerOptions } from './layer.js';
-import type { SourceEntry } from './sources.js';
+import { entrySize, type SourceEntry } from './sources.js';
 
 const HWM = 1 << 20;
 const OCTET = 'application/octet-stream';
@@ -394,6 +394,7 @@ export async function uploadFile(opts: UploadFileOptions): Promise<UploadFileRes
   const cache = await DigestCache.load(opts.cacheDir);
   const client = new RegistryClient(ref.registry, opts.remote);
   client.addScopeHints(client.pushScope(ref.repository));
+  client.warmSendWorkers(entrySize(entry));
   try {
     const r = await pushLayer(
       { client, repo: ref.repository, cache, layerOpts, contextReal: path.dirname(entry.absPath), signal: opts.remote.signal, onProgress: opts.onProgress },

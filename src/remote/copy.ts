@@ -82,7 +82,7 @@ function addBlobs(graph: Graph, json: any, where: string, registry = 'local'): v
   }
 }
 
-async function runAll<T>(items: readonly T[], concurrency: number, parent: AbortSignal | undefined, fn: (item: T, signal: AbortSignal) => Promise<void>): Promise<void> {
+async function runAll(items: readonly Descriptor[], concurrency: number, parent: AbortSignal | undefined, fn: (item: Descriptor, signal: AbortSignal) => Promise<void>): Promise<void> {
   if (!items.length) return;
   const ctl = new AbortController();
   const onAbort = () => ctl.abort();
@@ -91,7 +91,7 @@ async function runAll<T>(items: readonly T[], concurrency: number, parent: Abort
   let first: unknown;
   let failed = false;
   try {
-    await mapLimit(items, Math.max(1, concurrency), async (item) => {
+    const run = async (item: Descriptor) => {
       try {
         await fn(item, ctl.signal);
       } catch (e) {
@@ -102,7 +102,8 @@ async function runAll<T>(items: readonly T[], concurrency: number, parent: Abort
         }
         throw e;
       }
-    });
+    };
+    await mapLimit(items, Math.max(1, concurrency), run, process.env.NOSORT ? {} : { size: (d) => d.size });
   } catch {
     if (parent?.aborted) throw new AbortedError();
     throw first;
@@ -186,6 +187,7 @@ export async function pushArtifact(store: LocalStore, source: string, target: Re
       onProgress: progress,
       signal,
       sessions,
+      file: store.blobPath(d.digest),
     });
     if (r.mounted) result.blobsMounted++;
     else result.blobsPushed++;

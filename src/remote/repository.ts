@@ -341,6 +341,11 @@ export class RegistryClient {
     if (this.fastFetch) this.workers().warm();
   }
 
+  /** The same for the sending workers, when a file of `size` bytes or more is to be sent (sendFileBody). */
+  warmSendWorkers(largest: number): void {
+    if (this.fastFetch && largest >= this.fastFetchMin) this.senders().warm();
+  }
+
   private workers(): FetchPool {
     this.fetchPool ??= new FetchPool(this.fetchWorkers);
     return this.fetchPool;
@@ -456,8 +461,8 @@ export class RegistryClient {
   }
 
   /**
-   * Send `length` bytes of `file` from `start` as the body of one request on a fetch worker thread (send-core.ts),
-   * hashing them on the way, with this client's credentials (a 401 from the registry is answered, at most two rounds,
+   * Send `length` bytes of `file` from `start` as the body of one request on a worker thread (send-core.ts),
+   * hashing them on the way unless `hash: false`, with this client's credentials (a 401 from the registry is answered, at most two rounds,
    * by sending the body again). Returns the response (any status; body capped at 8 KiB), the bytes sent, and the
    * digest of the range when all of it went out. Transport failures throw like `request()` does; a failure to read
    * the file is an E_READ (or E_FILE_CHANGED) error.
@@ -465,13 +470,24 @@ export class RegistryClient {
   async sendFileBody(
     method: 'PATCH',
     url: string,
-    o: { file: string; start: number; length: number; headers: Record<string, string>; operation: string; scopes: readonly string[]; signal?: AbortSignal; onProgress?: (sent: number) => void },
+    o: {
+      file: string;
+      start: number;
+      length: number;
+      headers: Record<string, string>;
+      operation: string;
+      scopes: readonly string[];
+      signal?: AbortSignal;
+      onProgress?: (sent: number) => void;
+      /** Hash the range on the way (default true); false when the digest is already known. */
+      hash?: boolean;
+    },
   ): Promise<{ res: HttpResponse; sent: number; digest?: string }> {
     const signal = o.signal ?? this.signal;
     await this.ping();
     const { out, res } = await this.workerRequest(
       { url, method, operation: o.operation, credentials: sameOrigin(url, new URL(this.baseUrl).origin), headers: o.headers, scopes: o.scopes, signal },
-      (h) => this.senders().send({ method, url, headers: h, tls: this.tlsOptions, file: o.file, start: o.start, length: o.length, alg: 'sha256' }, { signal, onProgress: o.onProgress }),
+      (h) => this.senders().send({ method, url, headers: h, tls: this.tlsOptions, file: o.file, start: o.start, length: o.length, alg: o.hash === false ? undefined : 'sha256' }, { signal, onProgress: o.onProgress }),
       (f, cause) => new ModctlError(f.code === 'E_FILE_CHANGED' ? 'E_FILE_CHANGED' : 'E_READ', f.message, { cause }),
     );
     const answer = out as Extract<SendOutcome, { kind: 'response' }>;

@@ -8,16 +8,16 @@ import { readFileSync } from 'node:fs';
 import { packageVersion } from '../util/package-root.js';
 import type { Dispatcher } from 'undici';
 // By path, not through undici's index: that also loads fetch, WebSocket, the caches and the mocks (~20 ms of every
-// start-up). The index is what adds request() to every dispatcher; only that method is used here, so it is added the
-// same way, once (src/types/undici-lib.d.ts types these paths).
+// start-up). The index is what adds request(), connect() (the proxy agent's CONNECT tunnels) and the other API
+// methods to every dispatcher, so that is done here the same way (src/types/undici-lib.d.ts types these paths).
 import Agent from 'undici/lib/dispatcher/agent.js';
 import EnvHttpProxyAgent from 'undici/lib/dispatcher/env-http-proxy-agent.js';
 import DispatcherBase from 'undici/lib/dispatcher/dispatcher.js';
-import request from 'undici/lib/api/api-request.js';
+import api from 'undici/lib/api/index.js';
 import { ModctlError } from '../errors.js';
 
-const proto = DispatcherBase.prototype as { request?: unknown };
-proto.request ??= request;
+const proto = DispatcherBase.prototype as unknown as Record<string, unknown>;
+for (const [name, fn] of Object.entries(api)) proto[name] ??= fn;
 
 export interface TransportOptions {
   insecure?: boolean;

@@ -45,6 +45,11 @@ export interface UploadOptions {
   signal?: AbortSignal;
   /** Remember open sessions across runs: an interrupted push resumes a partly uploaded blob (and keeps it on abort). */
   sessions?: UploadSessions;
+  /**
+   * A local file holding exactly the blob (the store's copy). PATCH bodies of at least the client's fast-fetch minimum
+   * are then sent from it by a worker thread (RegistryClient.sendFileBody), without hashing: the digest is known.
+   */
+  file?: string;
 }
 
 export type UploadStyle = 'mounted' | 'monolithic' | 'streamed' | 'chunked';
@@ -168,6 +173,26 @@ export async function uploadBlob(
 
   const monolithic = () => putDigest(size);
 
+  /** One PATCH of `n` bytes from `start`: from the file on a worker thread when it is big enough, else through undici. */
+  const patch = async (start: number, n: number, headers: Record<string, string>): Promise<HttpResponse> => {
+    if (opts.file !== undefined && client.fastFetch && n >= client.fastFetchMin) {
+      const r = await client.sendFileBody('PATCH', session.location!, {
+        file: opts.file,
+        start,
+        length: n,
+        headers,
+        operation,
+        scopes,
+        signal,
+        hash: false,
+        onProgress: (sent) => progress(start + sent),
+      });
+      bytesUploaded += r.sent;
+      return r.res;
+    }
+    return client.request({ method: 'PATCH', url: session.location!, operation, scopes, headers, body: () => body(start, n), retry: false, signal });
+  };
+
   /** PATCH until the registry holds every byte; `chunk` = Infinity for the streamed style. */
   const patchAll = async (chunk: number): Promise<void> => {
     let stalls = 0;
@@ -189,16 +214,7 @@ export async function uploadBlob(
       const headers: Record<string, string> = { 'content-type': 'application/octet-stream', 'content-length': String(n) };
       // The first streamed PATCH carries no Content-Range (docker/skopeo style); every resumed or chunked one does.
       if (!(chunk === Infinity && start === 0)) headers['content-range'] = formatChunkRange(start, n);
-      const res = await client.request({
-        method: 'PATCH',
-        url: session.location!,
-        operation,
-        scopes,
-        headers,
-        body: () => body(start, n),
-        retry: false,
-        signal,
-      });
+      const res = await patch(start, n, headers);
       if (res.status === 416) {
         await discard(res);
         updateLocation(res);

@@ -1,4 +1,4 @@
-// Types for the three undici modules that src/remote/transport.ts imports by path (undici's index loads its fetch,
+// Types for the undici modules that src/remote/transport.ts imports by path (undici's index loads its fetch,
 // WebSocket, cache and mock layers too: ~20 ms of every start-up). The shapes are those of undici's public types.
 declare module 'undici/lib/dispatcher/agent.js' {
   import { Agent } from 'undici';
@@ -12,8 +12,8 @@ declare module 'undici/lib/dispatcher/dispatcher.js' {
   import { Dispatcher } from 'undici';
   export default Dispatcher;
 }
-declare module 'undici/lib/api/api-request.js' {
+declare module 'undici/lib/api/index.js' {
   import { Dispatcher } from 'undici';
-  const request: Dispatcher['request'];
-  export default request;
+  const api: Pick<Dispatcher, 'request' | 'stream' | 'pipeline' | 'upgrade' | 'connect'>;
+  export default api;
 }

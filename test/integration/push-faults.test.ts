@@ -30,9 +30,18 @@ after(async () => {
   await reg?.stop();
 });
 
-function cli(args: string[]) {
-  return runCli(args, { env: { MODCTL_RETRY_BASE_MS: '5' } });
+function cli(args: string[], env: NodeJS.ProcessEnv = {}) {
+  return runCli(args, { env: { MODCTL_RETRY_BASE_MS: '5', ...env } });
 }
+
+/**
+ * Both ways a PATCH body leaves: through undici on the main thread, and from the file on a send worker
+ * (send-core.ts; with the minimum lowered to the chunk size, chunked PATCHes take that path too).
+ */
+const PATHS: Array<[string, NodeJS.ProcessEnv]> = [
+  ['undici', { MODCTL_FAST_FETCH: '0' }],
+  ['send workers', { MODCTL_FAST_FETCH_MIN: String(CHUNK) }],
+];
 
 /** A fresh artifact (unique content, so nothing is on the registry yet) built into a fresh store. */
 async function freshArtifact(): Promise<{ store: string; ref: string; big: Buffer }> {
@@ -54,12 +63,13 @@ async function assertPullsBack(ref: string, big: Buffer) {
   assert.deepEqual(readFileSync(path.join(out, 'weights.bin')), big);
 }
 
+for (const [via, env] of PATHS)
 for (const chunked of [false, true]) {
-  test(`a connection reset in the middle of an upload is retried (${chunked ? 'chunked' : 'streamed'})`, async () => {
+  test(`a connection reset in the middle of an upload is retried (${chunked ? 'chunked' : 'streamed'}, ${via})`, async () => {
     const a = await freshArtifact();
-    proxy.setPlan({ match: { method: chunked ? 'PATCH' : 'PATCH', path: /\/blobs\/uploads\// }, times: 1, skip: chunked ? 2 : 0, fault: { kind: 'reset-request-after', bytes: 300_000 } });
+    proxy.setPlan({ match: { method: 'PATCH', path: /\/blobs\/uploads\// }, times: 1, skip: chunked ? 2 : 0, fault: { kind: 'reset-request-after', bytes: 300_000 } });
     try {
-      const r = await cli(['--storage-dir', a.store, 'push', '--plain-http', a.ref, ...(chunked ? ['--chunk-size', String(CHUNK)] : [])]);
+      const r = await cli(['--storage-dir', a.store, 'push', '--plain-http', a.ref, ...(chunked ? ['--chunk-size', String(CHUNK)] : [])], env);
       assert.equal(r.code, 0, r.stderr);
     } finally {
       proxy.setPlan();
@@ -101,7 +111,8 @@ test('a non-retryable 4xx fails at once with a clear error naming the registry a
   assert.equal(proxy.requests.filter((q) => q.method === 'PUT' && q.path.includes('/manifests/') && q.fault).length, 1, 'not retried');
 });
 
-test('a push killed with SIGKILL resumes its partly uploaded blob on the next run (chunked uploads)', async () => {
+for (const [via, env] of PATHS)
+test(`a push killed with SIGKILL resumes its partly uploaded blob on the next run (chunked uploads, ${via})`, async () => {
   const a = await freshArtifact();
   proxy.requests.length = 0;
   // let three chunks through, then hold the fourth PATCH so the kill lands mid-blob while the registry's upload
@@ -109,7 +120,7 @@ test('a push killed with SIGKILL resumes its partly uploaded blob on the next ru
   proxy.setPlan({ match: { method: 'PATCH', path: /\/blobs\/uploads\// }, skip: 3, times: 1000, fault: { kind: 'hang' } });
   const child = spawn(process.execPath, [BIN, '--storage-dir', a.store, 'push', '--plain-http', '--chunk-size', String(CHUNK), '-c', '1', a.ref], {
     stdio: 'ignore',
-    env: { ...process.env, MODCTL_RETRY_BASE_MS: '5' },
+    env: { ...process.env, MODCTL_RETRY_BASE_MS: '5', ...env },
   });
   const deadline = Date.now() + 20_000;
   while (Date.now() < deadline && !proxy.requests.some((q) => q.method === 'PATCH' && q.fault === 'hang')) {
@@ -121,7 +132,7 @@ test('a push killed with SIGKILL resumes its partly uploaded blob on the next ru
   const firstRun = proxy.requests.filter((q) => q.method === 'PATCH' && q.status >= 200 && q.status < 300).length;
   assert.equal(firstRun, 3, 'chunks uploaded before the kill');
   proxy.requests.length = 0;
-  const r = await cli(['--storage-dir', a.store, 'push', '--plain-http', '--chunk-size', String(CHUNK), a.ref]);
+  const r = await cli(['--storage-dir', a.store, 'push', '--plain-http', '--chunk-size', String(CHUNK), a.ref], env);
   assert.equal(r.code, 0, r.stderr);
   const secondRun = proxy.requests.filter((q) => q.method === 'PATCH').length;
   assert.equal(secondRun, BIG / CHUNK - firstRun, `the second run sent only the remaining chunks`);

@@ -307,6 +307,22 @@ describe('raw layers round trip', () => {
       noTemps(ws);
     }));
 
+  it('opens the largest layers first, and still reports files in manifest order', () =>
+    withWs(async (ws) => {
+      const layers = [
+        rawLayer(ws, '{"a":1}', 'config.json'),
+        rawLayer(ws, 'w'.repeat(5000), 'model-1.bin'),
+        rawLayer(ws, 'readme', 'README.md'),
+        rawLayer(ws, 'v'.repeat(9000), 'model-2.bin'),
+      ];
+      const res = await extractLayers(layers, ws.opts({ concurrency: 1 }));
+      assert.deepEqual(ws.opened, [layers[3], layers[1], layers[0], layers[2]].map((l) => l.digest));
+      assert.deepEqual(
+        res.files.map((f) => f.path),
+        ['config.json', 'model-1.bin', 'README.md', 'model-2.bin'],
+      );
+    }));
+
   it('creates the output directory when missing and honours filter', () =>
     withWs(async (ws) => {
       const a = rawLayer(ws, 'a', 'keep/a.txt');
