@@ -1,6 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import os from 'node:os';
 import { AbortedError } from '../errors.js';
+import { workerUrl } from '../util/worker-url.js';
 
 interface Pending {
   resolve: (v: { digest: string; size: number }) => void;
@@ -21,7 +22,7 @@ export class HashCopyPool {
   private closed = false;
 
   constructor(size = Math.max(1, Math.min(4, os.availableParallelism()))) {
-    const url = new URL('./copy-worker.js', import.meta.url);
+    const url = workerUrl('copy-worker', import.meta.url);
     for (let i = 0; i < size; i++) {
       const w = new Worker(url);
       w.on('message', (m: any) => this.onMessage(w, m));

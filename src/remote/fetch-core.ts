@@ -18,11 +18,17 @@
  *
  * Only node built-ins are imported: each worker thread stays small.
  */
-import { execFile } from 'node:child_process';
+import type * as ChildProcess from 'node:child_process';
 import { createHash, type Hash } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
-import tls from 'node:tls';
+import type * as Tls from 'node:tls';
+
+// tls and child_process are loaded on first use (https; fallocate): every fetch worker starts with this module, and
+// those two are a good part of a worker's start-up.
+const tls = (): typeof Tls => process.getBuiltinModule('node:tls') as typeof Tls;
+const execFile: typeof ChildProcess.execFile = ((...a: Parameters<typeof ChildProcess.execFile>) =>
+  (process.getBuiltinModule('node:child_process') as typeof ChildProcess).execFile(...a)) as typeof ChildProcess.execFile;
 
 export interface FetchJob {
   url: string;
@@ -142,7 +148,7 @@ export function connectTo(u: URL, tlsOpts: { ca?: string; rejectUnauthorized: bo
   const host = u.hostname.replace(/^\[(.*)\]$/, '$1');
   const port = Number(u.port) || (secure ? 443 : 80);
   const socket = secure
-    ? tls.connect({
+    ? tls().connect({
         host,
         port,
         servername: net.isIP(host) ? undefined : host,
@@ -150,7 +156,7 @@ export function connectTo(u: URL, tlsOpts: { ca?: string; rejectUnauthorized: bo
         rejectUnauthorized: tlsOpts?.rejectUnauthorized ?? true,
         ALPNProtocols: ['http/1.1'],
         ...(onread ? { onread } : {}),
-      } as tls.ConnectionOptions)
+      } as Tls.ConnectionOptions)
     : net.connect({ host, port, ...(onread ? { onread } : {}) });
   socket.setNoDelay(true);
   return socket;

@@ -7,6 +7,7 @@ import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { FetchJob, FetchOutcome } from './fetch-core.js';
 import type { SendJob, SendOutcome } from './send-core.js';
+import { workerUrl } from '../util/worker-url.js';
 
 interface Slot {
   worker: Worker;
@@ -79,7 +80,7 @@ export class FetchPool {
   }
 
   private spawn(): Slot {
-    const slot: Slot = { worker: new Worker(new URL('./fetch-worker.js', import.meta.url)), load: 0 };
+    const slot: Slot = { worker: new Worker(workerUrl('fetch-worker', import.meta.url)), load: 0 };
     slot.worker.on('message', (m: { id: number; pos?: number; outcome?: Outcome }) => {
       const p = this.pending.get(m.id);
       if (!p) return;

@@ -176,7 +176,10 @@ export class RegistryClient {
     clearTimeout(timer);
   }
 
-  /** `GET /v2/` once per client: learns the auth scheme so later requests carry credentials from the first try. */
+  /**
+   * `GET /v2/` once per client, unless a body-less request went first (see request()): learns the auth scheme so
+   * later requests carry credentials from the first try.
+   */
   ping(): Promise<void> {
     this.pinged ??= (async () => {
       try {
@@ -217,8 +220,31 @@ export class RegistryClient {
    * Network failures that exhaust the policy throw RegistryError; an abort throws AbortedError.
    */
   async request(spec: RequestSpec, internal: { skipPing?: boolean } = {}): Promise<HttpResponse> {
+    if (!internal.skipPing) {
+      if (this.pinged === undefined && !spec.body && (spec.method === 'GET' || spec.method === 'HEAD')) {
+        // The first request without a body stands in for GET /v2/: it meets the same challenge and the auth rounds
+        // below learn the scheme from it, one round trip sooner. Requests made meanwhile wait for its answer as they
+        // would for the ping. Only a body-less request may go first: a body is never sent before the scheme is known.
+        let answered!: () => void;
+        const probe = new Promise<void>((resolve) => (answered = resolve));
+        this.pinged = probe;
+        try {
+          return await this.exchange(spec);
+        } catch (e) {
+          if (this.pinged === probe) this.pinged = undefined;
+          throw e;
+        } finally {
+          answered();
+        }
+      }
+      await this.ping();
+    }
+    return this.exchange(spec);
+  }
+
+  /** One request with auth rounds and retries (see request()). */
+  private async exchange(spec: RequestSpec): Promise<HttpResponse> {
     const signal = spec.signal ?? this.signal;
-    if (!internal.skipPing) await this.ping();
     let scopes = mergeScopes(this.scopeHints, spec.scopes);
     let attempt = 0;
     let authRounds = 0;

@@ -35,7 +35,8 @@ test('OAuth2 POST with an identity token (refresh_token grant, client_id=modctl,
   const m = mockAgent(t);
   const reg = m.get(REG);
   const auth = m.get(AUTH);
-  reg.intercept({ path: '/v2/', method: 'GET' }).reply(401, '', { headers: { 'www-authenticate': CHALLENGE } });
+  // the manifest GET is the client's first request: it meets the challenge itself (no separate GET /v2/ ping)
+  reg.intercept({ path: '/v2/team/m/manifests/v1', method: 'GET', headers: (h) => !('authorization' in h) }).reply(401, '', { headers: { 'www-authenticate': CHALLENGE } });
   const forms: URLSearchParams[] = [];
   auth
     .intercept({
@@ -46,21 +47,18 @@ test('OAuth2 POST with an identity token (refresh_token grant, client_id=modctl,
     .reply((opts) => {
       forms.push(new URLSearchParams(String(opts.body)));
       return { statusCode: 200, data: { access_token: 'AT-1', expires_in: 300 } };
-    })
-    .times(2); // the /v2/ ping (no scope), then repository:team/m:pull
-  reg.intercept({ path: '/v2/', method: 'GET', headers: { authorization: 'Bearer AT-1' } }).reply(200, '{}');
+    });
   reg.intercept({ path: '/v2/team/m/manifests/v1', method: 'GET', headers: { authorization: 'Bearer AT-1' } }).reply(200, MANIFEST, manifestReply);
   const cfg = JSON.stringify({ auths: { 'reg.example': { identitytoken: 'REFRESH-XYZ' } } });
   const r = await fetchManifest(parseReference('reg.example/team/m:v1'), { dispatcher: m, env: env({ DOCKER_AUTH_CONFIG: cfg }) });
   assert.equal(r.descriptor.digest, sha256(MANIFEST));
-  assert.equal(forms.length, 2);
-  const form = forms[1];
+  assert.equal(forms.length, 1, 'one token, for the scope the request needs');
+  const form = forms[0];
   assert.equal(form.get('grant_type'), 'refresh_token');
   assert.equal(form.get('refresh_token'), 'REFRESH-XYZ');
   assert.equal(form.get('client_id'), 'modctl');
   assert.equal(form.get('service'), 'reg.example');
   assert.equal(form.get('scope'), 'repository:team/m:pull');
-  assert.equal(forms[0].get('scope'), null);
   m.assertNoPendingInterceptors();
 });
 
@@ -68,11 +66,8 @@ test('token endpoint that only answers GET: POST → 404 → GET fallback; the t
   const m = mockAgent(t);
   const reg = m.get(REG);
   const auth = m.get(AUTH);
-  reg.intercept({ path: '/v2/', method: 'GET' }).reply(401, '', { headers: { 'www-authenticate': CHALLENGE } });
-  auth.intercept({ path: '/token', method: 'POST' }).reply(404, 'not found');
-  auth.intercept({ path: '/token?service=reg.example', method: 'GET' }).reply(200, { token: 'T0' });
-  reg.intercept({ path: '/v2/', method: 'GET', headers: { authorization: 'Bearer T0' } }).reply(200, '{}');
-  auth.intercept({ path: '/token', method: 'POST', body: (b) => b.includes('scope=repository%3Ateam%2Fm%3Apull') }).reply(405, '');
+  reg.intercept({ path: '/v2/team/m/manifests/v1', method: 'GET', headers: (h) => !('authorization' in h) }).reply(401, '', { headers: { 'www-authenticate': CHALLENGE } });
+  auth.intercept({ path: '/token', method: 'POST', body: (b) => b.includes('scope=repository%3Ateam%2Fm%3Apull') }).reply(404, 'not found');
   auth.intercept({ path: `/token?service=reg.example&scope=${encodeURIComponent('repository:team/m:pull')}`, method: 'GET' }).reply(200, { token: 'T1', access_token: '' });
   // two requests, one token fetch for that scope set
   reg.intercept({ path: '/v2/team/m/manifests/v1', method: 'GET', headers: { authorization: 'Bearer T1' } }).reply(200, MANIFEST, manifestReply).times(1);
@@ -87,8 +82,7 @@ test('anonymous Bearer token, then insufficient_scope asks once more with the un
   const m = mockAgent(t);
   const reg = m.get(REG);
   const auth = m.get(AUTH);
-  reg.intercept({ path: '/v2/', method: 'GET' }).reply(200, '{}'); // open /v2/, scheme learned lazily
-  reg.intercept({ path: '/v2/a/manifests/v1', method: 'GET' }).reply(401, '', { headers: { 'www-authenticate': `${CHALLENGE},scope="repository:a:pull"` } });
+  reg.intercept({ path: '/v2/a/manifests/v1', method: 'GET', headers: (h) => !('authorization' in h) }).reply(401, '', { headers: { 'www-authenticate': `${CHALLENGE},scope="repository:a:pull"` } });
   auth.intercept({ path: `/token?service=reg.example&scope=${encodeURIComponent('repository:a:pull')}`, method: 'GET', headers: (h) => !('authorization' in h) }).reply(200, { token: 'ANON' });
   reg
     .intercept({ path: '/v2/a/manifests/v1', method: 'GET', headers: { authorization: 'Bearer ANON' } })
@@ -107,9 +101,7 @@ test('invalid_token drops the cached token and refetches once', async (t) => {
   const m = mockAgent(t);
   const reg = m.get(REG);
   const auth = m.get(AUTH);
-  reg.intercept({ path: '/v2/', method: 'GET' }).reply(401, '', { headers: { 'www-authenticate': CHALLENGE } });
-  auth.intercept({ path: '/token?service=reg.example', method: 'GET' }).reply(200, { token: 'P' });
-  reg.intercept({ path: '/v2/', method: 'GET' }).reply(200, '{}');
+  reg.intercept({ path: '/v2/a/tags/list', method: 'GET', headers: (h) => !('authorization' in h) }).reply(401, '', { headers: { 'www-authenticate': CHALLENGE } });
   const scoped = `/token?service=reg.example&scope=${encodeURIComponent('repository:a:pull')}`;
   auth.intercept({ path: scoped, method: 'GET' }).reply(200, { token: 'OLD' });
   reg.intercept({ path: '/v2/a/tags/list', method: 'GET', headers: { authorization: 'Bearer OLD' } }).reply(401, '', { headers: { 'www-authenticate': `${CHALLENGE},error="invalid_token"` } });
@@ -122,9 +114,8 @@ test('invalid_token drops the cached token and refetches once', async (t) => {
 test('Basic challenge: credentials sent on replay; wrong credentials → AuthError without looping', async (t) => {
   const m = mockAgent(t);
   const reg = m.get(REG);
-  reg.intercept({ path: '/v2/', method: 'GET' }).reply(401, '', { headers: { 'www-authenticate': 'Basic realm="r"' } });
+  reg.intercept({ path: '/v2/a/tags/list', method: 'GET', headers: (h) => !('authorization' in h) }).reply(401, '', { headers: { 'www-authenticate': 'Basic realm="r"' } });
   const basic = 'Basic ' + Buffer.from('u:wrong').toString('base64');
-  reg.intercept({ path: '/v2/', method: 'GET', headers: { authorization: basic } }).reply(401, '', { headers: { 'www-authenticate': 'Basic realm="r"' } });
   reg.intercept({ path: '/v2/a/tags/list', method: 'GET', headers: { authorization: basic } }).reply(401, '{"errors":[{"code":"UNAUTHORIZED"}]}', { headers: { 'www-authenticate': 'Basic realm="r"' } });
   const cfg = JSON.stringify({ auths: { 'https://reg.example/v1/': { auth: Buffer.from('u:wrong').toString('base64') } } });
   const err = await listTags(parseReference('reg.example/a'), { dispatcher: m, env: env({ DOCKER_AUTH_CONFIG: cfg }) }).catch((e) => e);
@@ -136,7 +127,6 @@ test('Basic challenge: credentials sent on replay; wrong credentials → AuthErr
 test('429 with Retry-After is honoured (seconds), then success', async (t) => {
   const m = mockAgent(t);
   const reg = m.get(REG);
-  reg.intercept({ path: '/v2/', method: 'GET' }).reply(200, '{}');
   reg.intercept({ path: '/v2/a/manifests/v1', method: 'GET' }).reply(429, '{"errors":[{"code":"TOOMANYREQUESTS"}]}', { headers: { 'retry-after': '1' } });
   reg.intercept({ path: '/v2/a/manifests/v1', method: 'GET' }).reply(200, MANIFEST, manifestReply);
   const t0 = Date.now();
@@ -150,7 +140,6 @@ test('429 with Retry-After is honoured (seconds), then success', async (t) => {
 test('429 with an HTTP-date Retry-After beyond the limit is reported, not waited for', async (t) => {
   const m = mockAgent(t);
   const reg = m.get(REG);
-  reg.intercept({ path: '/v2/', method: 'GET' }).reply(200, '{}');
   const later = new Date(Date.now() + 6 * 3600_000).toUTCString();
   reg.intercept({ path: '/v2/a/manifests/v1', method: 'GET' }).reply(429, '{"errors":[{"code":"TOOMANYREQUESTS","message":"rate limit"}]}', { headers: { 'retry-after': later } });
   const err = await fetchManifest(parseReference('reg.example/a:v1'), { dispatcher: m, env: env() }).catch((e) => e);
@@ -163,8 +152,7 @@ test('429 with an HTTP-date Retry-After beyond the limit is reported, not waited
 test('5xx burst then success (fast backoff via MODCTL_RETRY_BASE_MS); network errors retried too', async (t) => {
   const m = mockAgent(t);
   const reg = m.get(REG);
-  reg.intercept({ path: '/v2/', method: 'GET' }).replyWithError(Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }));
-  reg.intercept({ path: '/v2/', method: 'GET' }).reply(200, '{}');
+  reg.intercept({ path: '/v2/a/manifests/v1', method: 'GET' }).replyWithError(Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }));
   reg.intercept({ path: '/v2/a/manifests/v1', method: 'GET' }).reply(503, 'busy');
   reg.intercept({ path: '/v2/a/manifests/v1', method: 'GET' }).reply(502, '<html>bad gateway</html>', { headers: { 'content-type': 'text/html' } });
   reg.intercept({ path: '/v2/a/manifests/v1', method: 'GET' }).reply(504, '');
@@ -177,7 +165,6 @@ test('5xx burst then success (fast backoff via MODCTL_RETRY_BASE_MS); network er
 test('5xx beyond the attempt budget fails with the last status', async (t) => {
   const m = mockAgent(t);
   const reg = m.get(REG);
-  reg.intercept({ path: '/v2/', method: 'GET' }).reply(200, '{}');
   reg.intercept({ path: '/v2/a/manifests/v1', method: 'GET' }).reply(503, '{"errors":[{"code":"UNAVAILABLE"}]}').times(3);
   const err = await fetchManifest(parseReference('reg.example/a:v1'), { dispatcher: m, env: env({ MODCTL_RETRY_ATTEMPTS: '3' }) }).catch((e) => e);
   assert.ok(err instanceof RegistryError);
@@ -189,7 +176,6 @@ test('5xx beyond the attempt budget fails with the last status', async (t) => {
 test('non-retried 4xx: 400/404/405 fail after one request; text bodies are shown, HTML is not', async (t) => {
   const m = mockAgent(t);
   const reg = m.get(REG);
-  reg.intercept({ path: '/v2/', method: 'GET' }).reply(200, '{}');
   reg.intercept({ path: '/v2/a/manifests/v1', method: 'GET' }).reply(404, '404 page not found\n', { headers: { 'content-type': 'text/plain' } });
   reg.intercept({ path: '/v2/a/manifests/v2', method: 'GET' }).reply(400, '<html><body>nope</body></html>', { headers: { 'content-type': 'text/html' } });
   const client = new RegistryClient('reg.example', { dispatcher: m, env: env() });
@@ -206,11 +192,11 @@ test('Warning headers are passed on once (deduplicated) and redacted', async (t)
   const m = mockAgent(t);
   const reg = m.get(REG);
   const w = { warning: '299 - "this registry is deprecated, see https://x/y?token=abc"' };
-  reg.intercept({ path: '/v2/', method: 'GET' }).reply(200, '{}', { headers: w });
-  reg.intercept({ path: '/v2/a/tags/list', method: 'GET' }).reply(200, { tags: ['b', 'a'] }, { headers: w });
+  reg.intercept({ path: '/v2/a/tags/list', method: 'GET' }).reply(200, { tags: ['b', 'a'] }, { headers: w }).times(2);
   const warnings: string[] = [];
-  const tags = await listTags(parseReference('reg.example/a'), { dispatcher: m, env: env(), onWarning: (s) => warnings.push(s) });
-  assert.deepEqual(tags, ['a', 'b']);
+  const client = new RegistryClient('reg.example', { dispatcher: m, env: env(), onWarning: (s) => warnings.push(s) });
+  assert.deepEqual(await client.listTags('a'), ['a', 'b']);
+  assert.deepEqual(await client.listTags('a'), ['a', 'b']);
   assert.deepEqual(warnings, ['reg.example: this registry is deprecated, see https://x/y?token=REDACTED']);
   m.assertNoPendingInterceptors();
 });
@@ -237,7 +223,6 @@ test('credentials are never sent to an absolute Location on another origin', asy
 test('redirects: at most 10 hops, then a RegistryError', async (t) => {
   const m = mockAgent(t);
   const reg = m.get(REG);
-  reg.intercept({ path: '/v2/', method: 'GET' }).reply(200, '{}');
   reg.intercept({ path: (p) => p.startsWith('/v2/a/blobs/') || p.startsWith('/hop/'), method: 'GET' }).reply(302, '', { headers: { location: '/hop/x' } }).times(11);
   const client = new RegistryClient('reg.example', { dispatcher: m, env: env() });
   await assert.rejects(client.getBlob('a', sha256('x')), /more than 10 redirects/);
@@ -245,13 +230,43 @@ test('redirects: at most 10 hops, then a RegistryError', async (t) => {
 });
 
 test('a token service refusing the scope-less ping token does not block scoped requests', async (t) => {
+  // A client whose first request is a POST (an upload) pings GET /v2/ first, to learn the scheme before any body.
   const m = mockAgent(t);
   const reg = m.get(REG);
   const auth = m.get(AUTH);
   reg.intercept({ path: '/v2/', method: 'GET' }).reply(401, '', { headers: { 'www-authenticate': CHALLENGE } });
   auth.intercept({ path: '/token?service=reg.example', method: 'GET' }).reply(401, '{"details":"scope required"}');
-  auth.intercept({ path: `/token?service=reg.example&scope=${encodeURIComponent('repository:a:pull')}`, method: 'GET' }).reply(200, { token: 'S' });
-  reg.intercept({ path: '/v2/a/tags/list', method: 'GET', headers: { authorization: 'Bearer S' } }).reply(200, { tags: ['x'] });
-  assert.deepEqual(await listTags(parseReference('reg.example/a'), { dispatcher: m, env: env() }), ['x']);
+  const scope = encodeURIComponent('repository:a:pull,push');
+  auth.intercept({ path: `/token?service=reg.example&scope=${scope}`, method: 'GET' }).reply(200, { token: 'S' });
+  reg.intercept({ path: '/v2/a/blobs/uploads/', method: 'POST', headers: { authorization: 'Bearer S' } }).reply(202, '', { headers: { location: '/v2/a/blobs/uploads/u1' } });
+  const client = new RegistryClient('reg.example', { dispatcher: m, env: env() });
+  const s = await client.startUpload('a', 'blob');
+  assert.match(s.location, /\/v2\/a\/blobs\/uploads\/u1$/);
+  m.assertNoPendingInterceptors();
+});
+
+test('the first request without a body stands in for the ping; requests made meanwhile wait for its answer', async (t) => {
+  const m = mockAgent(t);
+  const reg = m.get(REG);
+  const auth = m.get(AUTH);
+  const calls: string[] = [];
+  reg.intercept({ path: '/v2/a/manifests/v1', method: 'GET', headers: (h) => !('authorization' in h) }).reply(() => {
+    calls.push('manifest 401');
+    return { statusCode: 401, data: '', responseOptions: { headers: { 'www-authenticate': CHALLENGE } } };
+  });
+  auth.intercept({ path: `/token?service=reg.example&scope=${encodeURIComponent('repository:a:pull')}`, method: 'GET' }).reply(() => {
+    calls.push('token');
+    return { statusCode: 200, data: { token: 'T' } };
+  });
+  reg.intercept({ path: '/v2/a/manifests/v1', method: 'GET', headers: { authorization: 'Bearer T' } }).reply(200, MANIFEST, manifestReply);
+  reg.intercept({ path: '/v2/a/tags/list', method: 'GET', headers: { authorization: 'Bearer T' } }).reply(() => {
+    calls.push('tags');
+    return { statusCode: 200, data: { tags: ['v1'] } };
+  });
+  const client = new RegistryClient('reg.example', { dispatcher: m, env: env() });
+  const [man, tags] = await Promise.all([client.getManifest('a', 'v1'), client.listTags('a')]);
+  assert.equal(man.descriptor.digest, sha256(MANIFEST));
+  assert.deepEqual(tags, ['v1']);
+  assert.deepEqual(calls, ['manifest 401', 'token', 'tags'], 'the tag list waited for the first answer and went out with the token');
   m.assertNoPendingInterceptors();
 });
