@@ -2,6 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { runCli } from '../support/run-cli.js';
 import { tmpDir } from '../support/tmp.js';
@@ -27,6 +28,26 @@ test('--help and --version exit 0 and print on stdout', async () => {
   assert.match(r.stdout, /^\d+\.\d+\.\d+/);
   r = await runCli(['--json', 'version']);
   assert.equal(JSON.parse(r.stdout).Version.length > 0, true);
+});
+
+test('bin/modctl runs the bundle with its code cache accepted (the build trains it under the same V8 flags)', async () => {
+  const run = (env: NodeJS.ProcessEnv) =>
+    new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      const child = spawn(process.execPath, [BIN, '--version'], { env: { ...process.env, ...env } });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (c) => (stdout += c));
+      child.stderr.on('data', (c) => (stderr += c));
+      child.on('close', (code) => resolve({ code, stdout, stderr }));
+    });
+  const r = await run({ MODCTL_CODE_CACHE: 'report' });
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stderr.trim(), 'code cache: accepted');
+  const version = JSON.parse(readFileSync(path.resolve(import.meta.dirname, '../../../package.json'), 'utf8')).version;
+  assert.equal(r.stdout.trim(), version);
+  const off = await run({ MODCTL_CODE_CACHE: '0' });
+  assert.equal(off.code, 0, off.stderr);
+  assert.equal(off.stdout.trim(), version, 'the same without the cache');
 });
 
 test('failures: one error line plus a hint on stderr; with --json also a JSON error on stdout', async () => {
