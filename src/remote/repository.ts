@@ -229,7 +229,16 @@ export class RegistryClient {
         const probe = new Promise<void>((resolve) => (answered = resolve));
         this.pinged = probe;
         try {
-          return await this.exchange(spec);
+          const res = await this.exchange(spec);
+          // Some registries hide what they will not show anonymously (404 or 403, no challenge). Holding credentials
+          // for this one, learn its scheme the classic way and ask once more, with them.
+          if ((res.status === 404 || res.status === 403) && !this.auth.known && (await this.auth.credentials())) {
+            await discard(res);
+            this.pinged = undefined;
+            await this.ping();
+            return await this.exchange(spec);
+          }
+          return res;
         } catch (e) {
           if (this.pinged === probe) this.pinged = undefined;
           throw e;

@@ -270,3 +270,27 @@ test('the first request without a body stands in for the ping; requests made mea
   assert.deepEqual(calls, ['manifest 401', 'token', 'tags'], 'the tag list waited for the first answer and went out with the token');
   m.assertNoPendingInterceptors();
 });
+
+test('a registry hiding a repository from anonymous requests (404, no challenge) is asked again with credentials', async (t) => {
+  const m = mockAgent(t);
+  const reg = m.get(REG);
+  const basic = 'Basic ' + Buffer.from('u:p').toString('base64');
+  reg.intercept({ path: '/v2/private/m/manifests/v1', method: 'GET', headers: (h) => !('authorization' in h) }).reply(404, '{"errors":[{"code":"NAME_UNKNOWN"}]}');
+  reg.intercept({ path: '/v2/', method: 'GET', headers: (h) => !('authorization' in h) }).reply(401, '', { headers: { 'www-authenticate': 'Basic realm="r"' } });
+  reg.intercept({ path: '/v2/', method: 'GET', headers: { authorization: basic } }).reply(200, '{}');
+  reg.intercept({ path: '/v2/private/m/manifests/v1', method: 'GET', headers: { authorization: basic } }).reply(200, MANIFEST, manifestReply);
+  const cfg = JSON.stringify({ auths: { 'reg.example': { auth: Buffer.from('u:p').toString('base64') } } });
+  const r = await fetchManifest(parseReference('reg.example/private/m:v1'), { dispatcher: m, env: env({ DOCKER_AUTH_CONFIG: cfg }) });
+  assert.equal(r.descriptor.digest, sha256(MANIFEST));
+  m.assertNoPendingInterceptors();
+});
+
+test('without credentials, a 404 to the first request is the answer (no ping, no second try)', async (t) => {
+  const m = mockAgent(t);
+  const reg = m.get(REG);
+  reg.intercept({ path: '/v2/a/manifests/v9', method: 'GET' }).reply(404, '{"errors":[{"code":"MANIFEST_UNKNOWN"}]}');
+  const err = await fetchManifest(parseReference('reg.example/a:v9'), { dispatcher: m, env: env() }).catch((e) => e);
+  assert.ok(err instanceof RegistryError);
+  assert.equal(err.status, 404);
+  m.assertNoPendingInterceptors();
+});
