@@ -77,7 +77,10 @@ export const MAX_ERROR_BODY = 8 * 1024;
 /** Below this, reserving blocks costs more than it saves. */
 const PREALLOCATE_MIN = 64 * 1024 * 1024;
 /** O_DIRECT alignment used for memory, file offsets and lengths (covers 512-byte and 4 KiB logical blocks). */
-const BLOCK = 4096;
+export const BLOCK = 4096;
+
+/** Where an O_DIRECT transfer may start inside `raw`: glibc hands out big blocks at page + 16 bytes, so try that first. */
+export const ALIGN_CANDIDATES = [BLOCK - 16, ...Array.from({ length: BLOCK / 16 }, (_, i) => i * 16)];
 
 /** Parse a response head (status line and headers, without the final CRLFCRLF). */
 export function parseHead(text: string): { status: number; headers: FetchHeaders } | undefined {
@@ -192,9 +195,7 @@ function openDirect(file: string, raw: Buffer): { fd: number; align: number } | 
     fs.rmSync(probe, { force: true });
     const pfd = fs.openSync(probe, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_DIRECT, 0o600);
     try {
-      // glibc hands out big blocks at page + 16 bytes: try that first, then every 16-byte step
-      const candidates = [BLOCK - 16, ...Array.from({ length: BLOCK / 16 }, (_, i) => i * 16)];
-      for (const off of candidates) {
+      for (const off of ALIGN_CANDIDATES) {
         try {
           fs.writeSync(pfd, raw, off, BLOCK, 0);
           align = off;

@@ -522,7 +522,7 @@ export class RegistryClient {
     await this.ping();
     const { out, res } = await this.workerRequest(
       { url, method, operation: o.operation, credentials: sameOrigin(url, new URL(this.baseUrl).origin), headers: o.headers, scopes: o.scopes, signal },
-      (h) => this.senders().send({ method, url, headers: h, tls: this.tlsOptions, file: o.file, start: o.start, length: o.length, alg: o.hash === false ? undefined : 'sha256' }, { signal, onProgress: o.onProgress }),
+      (h) => this.senders().send({ method, url, headers: h, tls: this.tlsOptions, file: o.file, start: o.start, length: o.length, alg: o.hash === false ? undefined : 'sha256', directIoMin: this.directIoMin }, { signal, onProgress: o.onProgress }),
       (f, cause) => new ModctlError(f.code === 'E_FILE_CHANGED' ? 'E_FILE_CHANGED' : 'E_READ', f.message, { cause }),
     );
     const answer = out as Extract<SendOutcome, { kind: 'response' }>;

@@ -5,7 +5,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import fs, { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { runSend, type SendJob, type SendOutcome } from '../../../src/remote/send-core.js';
@@ -63,13 +63,30 @@ const response = (o: SendOutcome) => {
   return o as Extract<SendOutcome, { kind: 'response' }>;
 };
 
-test('the body is the file range, hashed on the way; the answer comes back with its headers', async () => {
+/** Whether the test directory's file system takes O_DIRECT (tmpfs does not): then the O_DIRECT cases must use it. */
+function directPossible(): boolean {
+  const f = fileWith('probe.bin', Buffer.alloc(4096));
+  try {
+    fs.closeSync(fs.openSync(f, fs.constants.O_RDONLY | fs.constants.O_DIRECT));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const READS: Array<[string, Partial<SendJob>]> = [
+  ['buffered reads', {}],
+  ['O_DIRECT reads', { directIoMin: 0 }],
+];
+
+for (const [reads, extra] of READS)
+test(`the body is the file range, hashed on the way; the answer comes back with its headers (${reads})`, async () => {
   const data = Buffer.alloc(3 * 1024 * 1024 + 333);
   for (let i = 0; i < data.length; i++) data[i] = (i * 7) & 0xff;
   const f = fileWith('a.bin', data);
   const srv = await server((_h, _b, sock) => sock.end('HTTP/1.1 202 Accepted\r\nLocation: /v2/r/blobs/uploads/abc?_state=y\r\nRange: 0-1\r\nContent-Length: 0\r\n\r\n'));
   const progress: number[] = [];
-  const o = response(await runSend(job(srv.url, f, 1000, data.length - 1000), { onProgress: (n) => progress.push(n) }));
+  const o = response(await runSend(job(srv.url, f, 1000, data.length - 1000, extra), { onProgress: (n) => progress.push(n) }));
   assert.equal(o.status, 202);
   assert.equal(o.headers.location, '/v2/r/blobs/uploads/abc?_state=y');
   assert.equal(o.sent, data.length - 1000);
@@ -79,6 +96,28 @@ test('the body is the file range, hashed on the way; the answer comes back with 
   assert.match(srv.seen[0].head, new RegExp(`\\r\\ncontent-length: ${data.length - 1000}\\r\\n`));
   assert.match(srv.seen[0].head, /\r\nauthorization: Basic Ym9iOnB3(\r\n|$)/);
   assert.equal(progress.at(-1), data.length - 1000);
+  assert.equal(o.direct, extra.directIoMin !== undefined && directPossible());
+});
+
+test('O_DIRECT reads: block-aligned and unaligned ranges, ranges ending mid-block and at the end of the file', async () => {
+  const data = Buffer.alloc(2 * 1024 * 1024 + 4096 * 3 + 17);
+  for (let i = 0; i < data.length; i++) data[i] = (i * 31 + (i >> 12)) & 0xff;
+  const f = fileWith('ranges.bin', data);
+  const srv = await server((_h, _b, sock) => sock.end('HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n'));
+  const ranges: Array<[number, number]> = [
+    [0, data.length],
+    [4096, 1024 * 1024],
+    [4095, 1024 * 1024 + 2],
+    [1024 * 1024 + 1, data.length - (1024 * 1024 + 1)],
+    [data.length - 17, 17],
+    [77, 1],
+  ];
+  for (const [i, [start, length]] of ranges.entries()) {
+    const o = response(await runSend(job(srv.url, f, start, length, { directIoMin: 0 })));
+    assert.equal(o.sent, length, `range ${start}+${length}`);
+    assert.equal(o.digest, sha(data.subarray(start, start + length)), `range ${start}+${length}`);
+    assert.deepEqual(srv.seen[i].body, data.subarray(start, start + length), `range ${start}+${length}`);
+  }
 });
 
 test('an answer before the body is through (401) is returned at once, without a digest', async () => {
@@ -94,10 +133,11 @@ test('an answer before the body is through (401) is returned at once, without a 
   assert.ok(o.sent < 8 * 1024 * 1024 || o.digest === undefined);
 });
 
-test('a file shorter than the length announced fails as E_FILE_CHANGED, on our side', async () => {
+for (const [reads, extra] of READS)
+test(`a file shorter than the length announced fails as E_FILE_CHANGED, on our side (${reads})`, async () => {
   const f = fileWith('c.bin', Buffer.alloc(1000, 2));
   const srv = await server((_h, _b, sock) => sock.end('HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n'));
-  const o = await runSend(job(srv.url, f, 0, 5000));
+  const o = await runSend(job(srv.url, f, 0, 5000, extra));
   assert.equal(o.kind, 'failed');
   assert.equal((o as { code?: string }).code, 'E_FILE_CHANGED');
   assert.equal((o as { local?: boolean }).local, true);
