@@ -1,6 +1,6 @@
 /**
  * The blob receive path of pulls and remote extraction, run on fetch worker threads (fetch-worker.ts): one HTTP/1.1
- * GET of a blob on its own socket, the body read straight into one reused 1 MiB buffer (`onread`), hashed and written
+ * GET of a blob on its own socket, the body read straight into one reused 4 MiB buffer (`onread`), hashed and written
  * to the target file at its offset with synchronous calls — on the worker's thread, so hashing and disk writes of
  * several blobs run on several cores while the main thread only coordinates.
  *
@@ -68,7 +68,12 @@ export interface FetchControl {
   abort?: () => void;
 }
 
-const ACC = 1 << 20;
+/**
+ * The receive buffer: socket reads land here, are hashed, and go to disk in whole blocks. Measured on 2 GiB
+ * (`pull --extract-from-remote`, 6 alternating runs each): 1 MiB 1.46 s, 3 MiB 1.48 s, 4 MiB 1.43 s, 8 MiB 1.50 s;
+ * 4 MiB means fewer reads, hash calls and larger O_DIRECT writes, for ~12 MB more RSS with four transfers.
+ */
+const ACC = 4 << 20;
 /** Refill the buffer only while at least this much room is left; else hash and write it first. */
 const MIN_ROOM = 128 * 1024;
 /** Response heads above this are refused; error bodies are kept up to MAX_ERROR_BODY. */
