@@ -17,7 +17,7 @@ import { entrySize, resolveSources, type SourceEntry } from './sources.js';
 import { layerDescriptor, writeTarLayer, type LayerOptions } from './layer.js';
 import { HashCopyPool } from './hash-pool.js';
 import { DigestCache } from './digest-cache.js';
-import { assertValidConfig, buildConfig, serializeConfig } from './config.js';
+import { assertValidConfig, buildConfig, prepareConfigValidatorSoon, serializeConfig } from './config.js';
 import { detectGitSource } from './git.js';
 
 /** Options shared by the local build and `build --output-remote`. */
@@ -98,6 +98,8 @@ export interface PreparedBuild {
   concurrency: number;
   warnings: string[];
   warn: (msg: string) => void;
+  /** Git detection of the context, started here so that it runs beside the layers (see assembleArtifact). */
+  gitSource: Promise<{ sourceURL?: string; revision?: string }>;
 }
 
 /** Parse the target and the Modelfile, resolve the sources against the context. */
@@ -138,7 +140,12 @@ export async function prepareBuild(opts: BuildCommonOptions): Promise<PreparedBu
     const ggufModel = weights?.format === 'gguf' || entries.some((e) => e.kind === 'model' && e.relPath.toLowerCase().endsWith('.gguf'));
     layerOpts.docker = { ggufModel };
   }
-  return { ref, name, family, format, weights, spec, ctxReal, entries, layerOpts, concurrency: Math.max(1, opts.concurrency ?? 5), warnings, warn };
+  // Precedence: command-line flag, then the Modelfile (SOURCEURL/REVISION), then git detection of the context.
+  const gitSource =
+    format !== 'docker' && (opts.sourceURL ?? spec.sourceURL) === undefined && (opts.sourceRevision ?? spec.revision) === undefined
+      ? detectGitSource(ctxReal)
+      : Promise.resolve({});
+  return { ref, name, family, format, weights, spec, ctxReal, entries, layerOpts, concurrency: Math.max(1, opts.concurrency ?? 5), warnings, warn, gitSource };
 }
 
 /** The config and manifest for built layers (config validated against the schema), serialised. */
@@ -147,11 +154,9 @@ export async function assembleArtifact(
   opts: BuildCommonOptions,
   layers: Descriptor[],
 ): Promise<{ configBytes: Buffer; manifest: Manifest; configDescriptor: Descriptor }> {
-  let gitSrc: { sourceURL?: string; revision?: string } = {};
-  // Precedence: command-line flag, then the Modelfile (SOURCEURL/REVISION), then git detection of the context.
   const sourceURL = opts.sourceURL ?? prep.spec.sourceURL;
   const revision = opts.sourceRevision ?? prep.spec.revision;
-  if (sourceURL === undefined && revision === undefined) gitSrc = await detectGitSource(prep.ctxReal);
+  const gitSrc = await prep.gitSource;
 
   let createdAt: string | undefined;
   if (!opts.noCreationTime) createdAt = createdAtFor(opts.sourceDateEpoch);
@@ -325,9 +330,12 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   };
 
   let built: Array<{ desc: Descriptor; reused: boolean }>;
+  // the schema compiles while the workers copy, not after the last file
+  const cancelWarm = prep.format === 'docker' ? () => {} : prepareConfigValidatorSoon();
   try {
     built = await mapLimit(entries, concurrency, buildOne, { size: entrySize });
   } finally {
+    cancelWarm();
     await pool?.close();
   }
   await cache.save().catch((e) => warn(`could not save the build digest cache: ${(e as Error).message}`));

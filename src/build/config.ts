@@ -16,8 +16,10 @@ export function configSchema(): object {
   return JSON.parse(readFileSync(packageFile('spec/modelpack-config-schema.json'), 'utf8'));
 }
 
-/** Validate a config against the official schema; returns error strings (empty when valid). */
-export function validateConfig(config: unknown): string[] {
+/**
+ * Load ajv and compile the schema now (~20 ms), if not done yet.
+ */
+export function prepareConfigValidator(): typeof validator {
   if (!validator) {
     const { Ajv2020 } = require('ajv/dist/2020.js') as { Ajv2020: typeof Ajv2020Type };
     const formats = require('ajv-formats');
@@ -26,6 +28,27 @@ export function validateConfig(config: unknown): string[] {
     addFormats(ajv);
     validator = ajv.compile(configSchema()) as typeof validator;
   }
+  return validator;
+}
+
+/**
+ * prepareConfigValidator on the main thread shortly (while the caller's workers copy or upload), so the ~20 ms are
+ * not paid after the last layer. Returns a cancel; a failure is left to validateConfig to report.
+ */
+export function prepareConfigValidatorSoon(): () => void {
+  const t = setTimeout(() => {
+    try {
+      prepareConfigValidator();
+    } catch {
+      // validateConfig says what is wrong
+    }
+  }, 50);
+  return () => clearTimeout(t);
+}
+
+/** Validate a config against the official schema; returns error strings (empty when valid). */
+export function validateConfig(config: unknown): string[] {
+  const validator = prepareConfigValidator();
   if (validator(config)) return [];
   return (validator.errors ?? []).map((e: any) => `${e.instancePath || '/'} ${e.message}${e.params?.additionalProperty ? ` (${e.params.additionalProperty})` : ''}`);
 }

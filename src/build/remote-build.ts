@@ -10,6 +10,7 @@ import { digestOf } from '../oci/digest.js';
 import { RegistryClient, type RemoteOptions } from '../remote/index.js';
 import { mapLimit } from '../util/limit.js';
 import { assembleArtifact, builtLayers, prepareBuild, type BuildCommonOptions, type BuildResult } from './builder.js';
+import { prepareConfigValidatorSoon } from './config.js';
 import { DigestCache } from './digest-cache.js';
 import { entrySize } from './sources.js';
 import { pushBytes, pushLayer, type PushedLayer } from './upload-file.js';
@@ -50,6 +51,8 @@ export async function remoteBuild(opts: RemoteBuildOptions): Promise<RemoteBuild
   const cache = await DigestCache.load(opts.cacheDir);
 
   let first: unknown;
+  // the schema compiles while the uploads run, not after the last one
+  const cancelWarm = prep.format === 'docker' ? () => {} : prepareConfigValidatorSoon();
   try {
     const built = await mapLimit(entries, concurrency, async (e): Promise<PushedLayer> => {
       try {
@@ -97,6 +100,7 @@ export async function remoteBuild(opts: RemoteBuildOptions): Promise<RemoteBuild
     await client.cancelOpenUploads();
     throw first ?? e;
   } finally {
+    cancelWarm();
     parent?.removeEventListener('abort', onAbort);
     await client.close();
   }
