@@ -29,6 +29,7 @@ import {
 import type { Descriptor, FileMetadata } from '../oci/types.js';
 import { decodeLayer } from './codecs.js';
 import { checkLinkTarget, isRootEntryPath, normalizeEntryPath, resolveEntryPath } from './safe-path.js';
+import { mapUntilFailure } from '../util/limit.js';
 
 export interface ExtractOptions {
   outputDir: string; // created if missing
@@ -154,39 +155,15 @@ export async function extractLayers(layers: Descriptor[], opts: ExtractOptions):
   const root = path.resolve(opts.outputDir);
   await fsp.mkdir(root, { recursive: true });
 
-  // One failure (or the caller's abort) stops the other layers, which clean up after themselves.
-  const ctrl = new AbortController();
-  const onUserAbort = () => ctrl.abort();
-  opts.signal?.addEventListener('abort', onUserAbort, { once: true });
-  const ctx: Ctx = { root, opts, signal: ctrl.signal, locks: new KeyedLock() };
-  const results = new Array<ExtractedFile[]>(selected.length);
-  let next = 0;
-  let failed = false;
-  let firstError: unknown;
-  const n = Math.max(1, Math.min(Math.floor(opts.concurrency ?? DEFAULT_CONCURRENCY) || 1, selected.length));
-  // Largest first: the long transfers start at once and the small files fill in beside them, instead of a model's
-  // config and docs (usually listed first) holding back the weights that decide the wall time.
-  const order = selected.map((_, i) => i).sort((a, b) => selected[b].size - selected[a].size || a - b);
-  const worker = async () => {
-    while (!failed && next < order.length) {
-      const i = order[next++];
-      try {
-        results[i] = await extractOne(selected[i], ctx);
-      } catch (e) {
-        if (!failed) {
-          failed = true;
-          firstError = e;
-          ctrl.abort();
-        }
-      }
-    }
-  };
-  try {
-    await Promise.all(Array.from({ length: n }, worker));
-  } finally {
-    opts.signal?.removeEventListener('abort', onUserAbort);
-  }
-  if (failed) throw opts.signal?.aborted && !(firstError instanceof AbortedError) ? new AbortedError() : firstError;
+  // One failure (or the caller's abort) stops the other layers, which clean up after themselves. Largest first:
+  // a model's config and docs, usually listed first, do not hold back its weights.
+  const locks = new KeyedLock();
+  const results = await mapUntilFailure(
+    selected,
+    Math.floor(opts.concurrency ?? DEFAULT_CONCURRENCY) || 1,
+    (layer, signal) => extractOne(layer, { root, opts, signal, locks }),
+    { size: (l) => l.size, signal: opts.signal },
+  );
   throwIfAborted(opts.signal);
   return {
     files: results.flat(),

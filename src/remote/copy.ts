@@ -12,7 +12,7 @@ import { isManifestType, type LocalStore } from '../content/local-store.js';
 import { layerFilepath } from '../oci/media-types.js';
 import { formatReference, type Reference } from '../oci/reference.js';
 import { ManifestSchema, IndexSchema, type Descriptor } from '../oci/types.js';
-import { mapLimit } from '../util/limit.js';
+import { mapUntilFailure } from '../util/limit.js';
 import type { ProgressFn } from '../util/progress.js';
 import { assertBlobDescriptor, downloadBlob } from './download.js';
 import { shortDigest } from './errors.js';
@@ -82,34 +82,10 @@ function addBlobs(graph: Graph, json: any, where: string, registry = 'local'): v
   }
 }
 
+/** Every item through `fn`, biggest blobs first; the first failure stops the rest (see mapUntilFailure). */
 async function runAll(items: readonly Descriptor[], concurrency: number, parent: AbortSignal | undefined, fn: (item: Descriptor, signal: AbortSignal) => Promise<void>): Promise<void> {
   if (!items.length) return;
-  const ctl = new AbortController();
-  const onAbort = () => ctl.abort();
-  if (parent?.aborted) throw new AbortedError();
-  parent?.addEventListener('abort', onAbort, { once: true });
-  let first: unknown;
-  let failed = false;
-  try {
-    const run = async (item: Descriptor) => {
-      try {
-        await fn(item, ctl.signal);
-      } catch (e) {
-        if (!failed) {
-          failed = true;
-          first = e;
-          ctl.abort();
-        }
-        throw e;
-      }
-    };
-    await mapLimit(items, Math.max(1, concurrency), run, process.env.NOSORT ? {} : { size: (d) => d.size });
-  } catch {
-    if (parent?.aborted) throw new AbortedError();
-    throw first;
-  } finally {
-    parent?.removeEventListener('abort', onAbort);
-  }
+  await mapUntilFailure(items, Math.max(1, concurrency), fn, { size: (d) => d.size, signal: parent });
 }
 
 // ---------------------------------------------------------------------------------------------------------------

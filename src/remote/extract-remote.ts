@@ -144,9 +144,12 @@ export function matchLayers(normalized: NormalizedArtifact, patterns: string[]):
 export async function extractRemote(ref: Reference, opts: RemoteExtractOptions): Promise<RemoteExtractResult> {
   const client = new RegistryClient(ref.registry, { ...opts, concurrency: opts.concurrency });
   try {
-    client.warmFetchWorkers();
+    // A whole model almost always has weights big enough for the fetch workers: start them now, so their start-up
+    // overlaps the manifest. A `fetch` by pattern often wants a config file only; its workers start when needed.
+    const wholeArtifact = !opts.patterns?.length;
+    if (wholeArtifact) client.warmFetchWorkers();
     const { normalized, digest, variant } = await resolveRemoteArtifact(client, ref, { variant: opts.variant, selectManifest: opts.selectManifest });
-    const chosen = opts.patterns?.length ? matchLayers(normalized, opts.patterns) : normalized.layers;
+    const chosen = wholeArtifact ? normalized.layers : matchLayers(normalized, opts.patterns!);
     const input = extractionInput(chosen);
     for (const s of input.skipped) opts.onWarning?.(`${s.skip}; skipped`);
     const progress = opts.onProgress ?? (() => {});

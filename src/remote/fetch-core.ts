@@ -30,12 +30,20 @@ const tls = (): typeof Tls => process.getBuiltinModule('node:tls') as typeof Tls
 const execFile: typeof ChildProcess.execFile = ((...a: Parameters<typeof ChildProcess.execFile>) =>
   (process.getBuiltinModule('node:child_process') as typeof ChildProcess).execFile(...a)) as typeof ChildProcess.execFile;
 
-export interface FetchJob {
+/** What a fetch and a send job both carry: one request to `url` on its own socket, moving `file`'s bytes. */
+export interface WireJob {
   url: string;
-  /** Request headers (lower-case names); Host and Connection are set here. */
+  /** Request headers (lower-case names); Host and Connection (and a send's Content-Length) are set by the worker. */
   headers: Record<string, string>;
   tls?: { ca?: string; rejectUnauthorized: boolean };
   file: string;
+  /** No bytes for this long (connect included) fails the transfer. Default 300 s, as undici's body timeout. */
+  idleTimeoutMs?: number;
+  /** Write (fetch) or read (send) bodies of at least this many bytes with O_DIRECT where the file system takes it. */
+  directIoMin?: number;
+}
+
+export interface FetchJob extends WireJob {
   /** Bytes of `file` already held (a verified-by-hash prefix is not assumed: it is re-hashed). */
   offset: number;
   /** The blob's size (from its descriptor). */
@@ -43,12 +51,8 @@ export interface FetchJob {
   alg: 'sha256' | 'sha512';
   /** Mode for a newly created file. */
   mode?: number;
-  /** No bytes for this long (connect included) fails the transfer. Default 300 s, as undici's body timeout. */
-  idleTimeoutMs?: number;
   /** Reserve the file's blocks up front (Linux `fallocate --keep-size`; skipped where unavailable). */
   preallocate?: boolean;
-  /** Write bodies of at least this many bytes with O_DIRECT where the file system takes it (see openDirect). */
-  directIoMin?: number;
 }
 
 export type FetchHeaders = Record<string, string | string[]>;

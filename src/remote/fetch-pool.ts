@@ -1,6 +1,7 @@
 /**
- * Main-thread side of the blob receive path: a small pool of fetch worker threads (fetch-worker.ts), started on first
- * use, each running several transfers at once; a job goes to the least-loaded worker. Workers hold the event loop
+ * Main-thread side of the worker transfer paths: a small pool of worker threads (fetch-worker.ts) that receive blobs
+ * (fetch-core.ts) or send file ranges (send-core.ts); a RegistryClient keeps one pool for each. Workers start on first
+ * use or when warmed, each running several transfers at once; a job goes to the least-loaded worker. Workers hold the event loop
  * only while they have work, and are terminated by close().
  */
 import os from 'node:os';

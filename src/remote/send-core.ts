@@ -9,21 +9,14 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import fs from 'node:fs';
-import { ALIGN_CANDIDATES, BLOCK, connectTo, dechunk, MAX_ERROR_BODY, MAX_HEAD, parseHead, requestHead, type FetchControl, type FetchHeaders } from './fetch-core.js';
+import { ALIGN_CANDIDATES, BLOCK, connectTo, dechunk, MAX_ERROR_BODY, MAX_HEAD, parseHead, requestHead, type FetchControl, type FetchHeaders, type WireJob } from './fetch-core.js';
 
-export interface SendJob {
+export interface SendJob extends WireJob {
   method: 'PATCH' | 'PUT' | 'POST';
-  url: string;
-  /** Request headers (lower-case names); Host, Connection and Content-Length are set here. */
-  headers: Record<string, string>;
-  tls?: { ca?: string; rejectUnauthorized: boolean };
-  file: string;
   start: number;
   length: number;
+  /** Hash the range on the way (the digest comes back with the answer). */
   alg?: 'sha256' | 'sha512';
-  idleTimeoutMs?: number;
-  /** Read with O_DIRECT when at least this many bytes are to be sent (and the file system takes it). */
-  directIoMin?: number;
 }
 
 export type SendOutcome =
